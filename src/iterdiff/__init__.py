@@ -1,0 +1,20 @@
+"""iterdiff: differentiate through iterative algorithms in JAX.
+
+import iterdiff as itd
+sol = itd.fixed_point(F, x0, theta, mode=itd.Implicit())
+"""
+
+from . import linear_solve as linear_solve
+from ._fixed_point import fixed_point as fixed_point
+from ._modes import AbstractMode as AbstractMode
+from ._modes import Implicit as Implicit
+from ._modes import OneStep as OneStep
+from ._modes import Truncated as Truncated
+from ._modes import Unrolled as Unrolled
+from ._solution import RESULTS as RESULTS
+from ._solution import Solution as Solution
+from ._solvers import AbstractSolver as AbstractSolver
+from ._solvers import Anderson as Anderson
+from ._solvers import Picard as Picard
+
+__version__ = "0.1.0"

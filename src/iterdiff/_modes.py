@@ -1,0 +1,264 @@
+"""Differentiation modes: strategy objects that decide the forward loop and the derivative rule.
+
+`fixed_point` wraps the solve in one `jax.custom_jvp`. A mode supplies its rule:
+``jvp(problem, x0, params, x0_dot, params_dot) -> (carry, x_dot)`` — the finished forward
+loop and the tangent of x_K. Each rule is written so that JAX can transpose it, which gives
+reverse mode (grad, vjp, jacrev) from the same rule:
+
+* `Implicit`: a `jax.lax.custom_linear_solve`, transposed by solving the transposed system;
+* `OneStep`, `Truncated`: a fixed-length scan, transposed natively by JAX;
+* `Unrolled`: a while loop, transposed by a checkpointed reverse sweep supplied by hand.
+
+Notation (THEORY.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
+"""
+
+import abc
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from . import _loop
+from ._linear_call import linear_call
+from ._loop import Carry, FlatMap, Iterate
+from ._solvers import AbstractSolver
+from ._tangents import Live, instantiate_tree, zero_cotangent
+from .linear_solve import GMRES, AbstractLinearSolver
+
+
+class Problem(NamedTuple):
+    """Everything a mode needs besides the inputs (all static)."""
+
+    fn: FlatMap
+    solver: AbstractSolver
+    max_steps: int
+    tol: float
+    throw: bool
+
+
+class AbstractMode(eqx.Module):
+    """Base class of differentiation modes."""
+
+    @abc.abstractmethod
+    def jvp(self, problem: Problem, x0, params, x0_dot, params_dot) -> tuple[Carry, Any]:
+        """Run the forward loop and return (carry, tangent of x_K)."""
+
+
+def _params_tangent(live: Live, params, params_dot):
+    return instantiate_tree(params_dot, params) if live.any_params else None
+
+
+class Implicit(AbstractMode):
+    """Implicit differentiation at the returned point: ẋ = (I − A)⁻¹ B θ̇.
+
+    Forward mode solves (I − A) ẋ = B θ̇; reverse mode solves (I − A)ᵀ w = x̄ and returns
+    θ̄ = Bᵀ w. Both are matrix-free (one JVP or VJP of F per iteration of the linear solver).
+    The result does not depend on x0 (its derivative with respect to x0 is zero). Exact when
+    x_K = x̄ and I − A is invertible; the error is proportional to ‖x_K − x̄‖.
+
+    Arguments:
+        linear_solver: a solver from `iterdiff.linear_solve` (default GMRES at 1e-10 relative
+            residual in float64). Use `LeastSquares` for singular systems (Sinkhorn gauge).
+    """
+
+    linear_solver: AbstractLinearSolver = GMRES()
+
+    def __check_init__(self):
+        if not isinstance(self.linear_solver, AbstractLinearSolver):
+            raise TypeError(
+                f"Implicit(linear_solver=...) needs a solver from iterdiff.linear_solve (GMRES(), "
+                f"CG(), LU(), ...), got {type(self.linear_solver).__name__}."
+            )
+
+    def jvp(self, problem, x0, params, x0_dot, params_dot):
+        carry = _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
+        live = Live.of(x0_dot, params_dot)
+        if not live.any_params:
+            return carry, jnp.zeros_like(x0)
+        x = carry.iterate.x
+        rhs = jax.jvp(
+            lambda p: problem.fn(x, p), (params,), (_params_tangent(live, params, params_dot),)
+        )[1]
+        _, a_dot = jax.linearize(lambda v: problem.fn(v, params), x)
+
+        def solve(matvec, b):
+            v, stats = self.linear_solver.solve(matvec, b)
+            return _flag_linear_solve(v, stats, problem.throw)
+
+        x_dot = jax.lax.custom_linear_solve(lambda v: v - a_dot(v), rhs, solve, solve)
+        return carry, x_dot
+
+
+def _flag_linear_solve(v, stats, throw: bool):
+    if throw:
+        return eqx.error_if(
+            v,
+            ~stats.converged,
+            "iterdiff: the implicit linear solve (I − ∂ₓF) v = b did not converge, so the "
+            "derivative would be wrong. Likely causes: the forward solve did not converge, "
+            "I − ∂ₓF is singular or ill-conditioned at the solution (e.g. a gauge direction), or "
+            "the linear solver ran out of steps. Try Implicit(linear_solver=GMRES(max_steps=...)), "
+            "LeastSquares() for singular systems, LU() for small ones, or mode=Unrolled(). "
+            "Pass throw=False to get NaN derivatives instead of this error.",
+        )
+    return jnp.where(stats.converged, v, jnp.nan)
+
+
+class Truncated(AbstractMode):
+    """Differentiate the last ``k`` applications of F at the returned point.
+
+    With x_K under stop_gradient, this is the derivative of θ ↦ F^k(x_K, θ):
+    J_k = Σ_{j<k} A^j B, whose error ‖J_k − J‖ ≲ ρ^k ‖J‖ decays with the contraction rate ρ.
+    Cost: k JVPs or VJPs of F; reverse mode stores k iterates. x0 gets a zero derivative.
+    (Shaban et al., "Truncated back-propagation for bilevel optimization", AISTATS 2019.)
+    """
+
+    k: int
+
+    def __check_init__(self):
+        if not (isinstance(self.k, int) and self.k >= 1):
+            raise ValueError(f"Truncated(k={self.k!r}): k must be an int ≥ 1 (k = 1 is OneStep()).")
+
+    def jvp(self, problem, x0, params, x0_dot, params_dot):
+        carry = _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
+        live = Live.of(x0_dot, params_dot)
+        if not live.any_params:
+            return carry, jnp.zeros_like(x0)
+        x = carry.iterate.x
+
+        def last_k(p):
+            return jax.lax.scan(lambda v, _: (problem.fn(v, p), None), x, None, length=self.k)[0]
+
+        x_dot = jax.jvp(last_k, (params,), (_params_tangent(live, params, params_dot),))[1]
+        return carry, x_dot
+
+
+class OneStep(Truncated):
+    """One-step differentiation: J^OS = ∂_θF(x_K, θ), with x_K under stop_gradient.
+
+    Exact in the limit when ∂ₓF(x̄, θ) = 0 (Newton's method, interior point, other
+    superlinear methods); for linearly convergent F its error is ≈ ‖A J‖ and does not vanish
+    (for gradient descent, J^OS − J = (ηH − I) J). Cost: one JVP or VJP of F.
+    (Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms", NeurIPS 2023.)
+    """
+
+    k: int = eqx.field(default=1, init=False)
+
+
+class Unrolled(AbstractMode):
+    """Differentiate the iterations actually run (piggyback / autodiff of the solver).
+
+    Forward mode propagates ẋ_{k+1} = A_k ẋ_k + B_k θ̇ beside the iterates (the derivative of
+    the solver's own update, Anderson included). Reverse mode walks the iterations backwards
+    with binomial-free two-level checkpointing: the forward pass stores the iterate every
+    c = ⌈√max_steps⌉ steps, and each segment is recomputed once, so memory is O(√max_steps)
+    iterates and the cost is about one extra forward pass. It stops where the forward pass
+    stopped (on tol), with no work after convergence. The derivative with respect to x0 is
+    propagated too.
+
+    Converges to ∂x̄/∂θ when ‖A‖ ≤ ρ < 1 (Gilbert 1992); for nonsmooth F, almost everywhere
+    (Bolte, Pauwels & Vaiter, NeurIPS 2022).
+    """
+
+    def jvp(self, problem, x0, params, x0_dot, params_dot):
+        carry, store = _loop.run_checkpointed(
+            problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol
+        )
+        live = Live.of(x0_dot, params_dot)
+        if not live.any:
+            return carry, jnp.zeros_like(x0)
+        sweep = _UnrolledSweep(problem, x0, params, carry.steps, store)
+
+        def forward(u):
+            return sweep.forward(*live.unpack(u, x0, params))
+
+        def transpose(x_bar):
+            return live.select(*sweep.transpose(x_bar))
+
+        return carry, linear_call(forward, transpose, live.pack(x0_dot, params_dot), x0)
+
+
+class _UnrolledSweep(NamedTuple):
+    """The piggyback recursion over the K steps that ran, forward and transposed."""
+
+    problem: Problem
+    x0: Any
+    params: Any
+    steps: Any
+    store: Iterate
+
+    def forward(self, x0_dot, params_dot):
+        fn, solver = self.problem.fn, self.problem.solver
+        split = _split_iterate
+        it, it_dot = jax.jvp(
+            lambda x, p: _loop.start(fn, solver, x, p), (self.x0, self.params), (x0_dot, params_dot)
+        )
+
+        def body(_, state):
+            diff, static, diff_dot = state
+
+            def step(d, p):
+                return split(_loop.advance(fn, solver, eqx.combine(d, static), p))[0]
+
+            new, new_dot = jax.jvp(step, (diff, self.params), (diff_dot, params_dot))
+            return new, static, new_dot
+
+        diff, static = split(it)
+        diff_dot = split(it_dot)[0]
+        _, _, diff_dot = jax.lax.fori_loop(0, self.steps, body, (diff, static, diff_dot))
+        return diff_dot.x
+
+    def transpose(self, x_bar):
+        fn, solver, max_steps = self.problem.fn, self.problem.solver, self.problem.max_steps
+        every = _loop.checkpoint_interval(max_steps)
+        steps = self.steps
+        p_diff, p_static = eqx.partition(self.params, eqx.is_inexact_array)
+
+        def segment(diff, static, pd, length):
+            p = eqx.combine(pd, p_static)
+
+            def body(it, i):
+                new = jax.lax.cond(
+                    i < length, lambda s: _loop.advance(fn, solver, s, p), lambda s: s, it
+                )
+                return new, None
+
+            out = jax.lax.scan(body, eqx.combine(diff, static), jnp.arange(every))[0]
+            return _split_iterate(out)[0]
+
+        def body(state):
+            j, it_bar, p_bar = state
+            row = jax.tree_util.tree_map(lambda s: s[j], self.store)
+            diff, static = _split_iterate(row)
+            length = jnp.minimum(every, steps - j * every)
+            _, pull = jax.vjp(lambda d, pd: segment(d, static, pd, length), diff, p_diff)
+            it_bar, pb = pull(it_bar)
+            return j - 1, it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
+
+        last = _split_iterate(jax.tree_util.tree_map(lambda s: s[0], self.store))[0]
+        it_bar = jax.tree_util.tree_map(jnp.zeros_like, last)._replace(x=x_bar)
+        p_bar = jax.tree_util.tree_map(jnp.zeros_like, p_diff)
+        n_segments = (steps + every - 1) // every
+        _, it_bar, p_bar = jax.lax.while_loop(
+            lambda s: s[0] >= 0, body, (n_segments - 1, it_bar, p_bar)
+        )
+
+        def start(x, pd):
+            return _split_iterate(_loop.start(fn, solver, x, eqx.combine(pd, p_static)))[0]
+
+        _, pull = jax.vjp(start, self.x0, p_diff)
+        x0_bar, pb = pull(it_bar)
+        p_bar = jax.tree_util.tree_map(jnp.add, p_bar, pb)
+        p_bar = jax.tree_util.tree_map(
+            lambda b, p: zero_cotangent(p) if b is None else b,
+            p_bar,
+            self.params,
+            is_leaf=lambda v: v is None,
+        )
+        return x0_bar, p_bar
+
+
+def _split_iterate(it: Iterate) -> tuple[Iterate, Iterate]:
+    """(inexact part, the rest): integer solver state such as counters is not differentiated."""
+    return eqx.partition(it, eqx.is_inexact_array)
