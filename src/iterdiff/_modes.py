@@ -199,10 +199,12 @@ class _UnrolledSweep(NamedTuple):
             diff, static, diff_dot = state
 
             def step(d, p):
-                return split(_loop.advance(fn, solver, eqx.combine(d, static), p))[0]
+                return split(_loop.advance(fn, solver, eqx.combine(d, static), p))
 
-            new, new_dot = jax.jvp(step, (diff, self.params), (diff_dot, params_dot))
-            return new, static, new_dot
+            new, new_dot, new_static = jax.jvp(
+                step, (diff, self.params), (diff_dot, params_dot), has_aux=True
+            )
+            return new, new_static, new_dot
 
         diff, static = split(it)
         diff_dot = split(it_dot)[0]
@@ -210,42 +212,66 @@ class _UnrolledSweep(NamedTuple):
         return diff_dot.x
 
     def transpose(self, x_bar):
-        fn, solver, max_steps = self.problem.fn, self.problem.solver, self.problem.max_steps
-        every = _loop.checkpoint_interval(max_steps)
-        steps = self.steps
+        """Walk the K steps backwards: first the partial last segment (recomputed into a
+        buffer, one VJP per step), then the full segments of c steps, each recomputed by a
+        scan and differentiated by JAX (no masking inside the scan, so loop-invariant data
+        such as a design matrix is never stored per step)."""
+        fn, solver = self.problem.fn, self.problem.solver
+        every = _loop.checkpoint_interval(self.problem.max_steps)
         p_diff, p_static = eqx.partition(self.params, eqx.is_inexact_array)
+        split = _split_iterate
 
-        def segment(diff, static, pd, length):
+        def step(diff, static, pd):
+            return split(
+                _loop.advance(fn, solver, eqx.combine(diff, static), eqx.combine(pd, p_static))
+            )[0]
+
+        def row(store, j):
+            return jax.tree_util.tree_map(lambda s: s[j], store)
+
+        n_full = self.steps // every
+        tail = self.steps - n_full * every
+        rows = jax.tree_util.tree_leaves(self.store)[0].shape[0]
+        first = row(self.store, jnp.minimum(n_full, rows - 1))
+
+        def record(i, state):
+            it, buffer = state
+            buffer = jax.tree_util.tree_map(lambda b, a: b.at[i].set(a), buffer, it)
+            return _loop.advance(fn, solver, it, self.params), buffer
+
+        buffer = jax.tree_util.tree_map(lambda a: jnp.zeros((every,) + a.shape, a.dtype), first)
+        _, buffer = jax.lax.fori_loop(0, tail, record, (first, buffer))
+
+        def tail_body(k, state):
+            it_bar, p_bar = state
+            diff, static = split(row(buffer, tail - 1 - k))
+            _, pull = jax.vjp(lambda d, pd: step(d, static, pd), diff, p_diff)
+            it_bar, pb = pull(it_bar)
+            return it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
+
+        it_bar = jax.tree_util.tree_map(jnp.zeros_like, split(first)[0])._replace(x=x_bar)
+        p_bar = jax.tree_util.tree_map(jnp.zeros_like, p_diff)
+        it_bar, p_bar = jax.lax.fori_loop(0, tail, tail_body, (it_bar, p_bar))
+
+        def segment(diff, static, pd):
             p = eqx.combine(pd, p_static)
 
-            def body(it, i):
-                new = jax.lax.cond(
-                    i < length, lambda s: _loop.advance(fn, solver, s, p), lambda s: s, it
-                )
-                return new, None
+            def body(it, _):
+                return _loop.advance(fn, solver, it, p), None
 
-            out = jax.lax.scan(body, eqx.combine(diff, static), jnp.arange(every))[0]
-            return _split_iterate(out)[0]
+            return split(jax.lax.scan(body, eqx.combine(diff, static), None, length=every)[0])[0]
 
-        def body(state):
-            j, it_bar, p_bar = state
-            row = jax.tree_util.tree_map(lambda s: s[j], self.store)
-            diff, static = _split_iterate(row)
-            length = jnp.minimum(every, steps - j * every)
-            _, pull = jax.vjp(lambda d, pd: segment(d, static, pd, length), diff, p_diff)
+        def segment_body(k, state):
+            it_bar, p_bar = state
+            diff, static = split(row(self.store, n_full - 1 - k))
+            _, pull = jax.vjp(lambda d, pd: segment(d, static, pd), diff, p_diff)
             it_bar, pb = pull(it_bar)
-            return j - 1, it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
+            return it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
 
-        last = _split_iterate(jax.tree_util.tree_map(lambda s: s[0], self.store))[0]
-        it_bar = jax.tree_util.tree_map(jnp.zeros_like, last)._replace(x=x_bar)
-        p_bar = jax.tree_util.tree_map(jnp.zeros_like, p_diff)
-        n_segments = (steps + every - 1) // every
-        _, it_bar, p_bar = jax.lax.while_loop(
-            lambda s: s[0] >= 0, body, (n_segments - 1, it_bar, p_bar)
-        )
+        it_bar, p_bar = jax.lax.fori_loop(0, n_full, segment_body, (it_bar, p_bar))
 
         def start(x, pd):
-            return _split_iterate(_loop.start(fn, solver, x, eqx.combine(pd, p_static)))[0]
+            return split(_loop.start(fn, solver, x, eqx.combine(pd, p_static)))[0]
 
         _, pull = jax.vjp(start, self.x0, p_diff)
         x0_bar, pb = pull(it_bar)

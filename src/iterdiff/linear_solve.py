@@ -254,12 +254,7 @@ def _gmres_cycle(matvec, b, x, target, budget, m):
         basis = basis.at[j + 1].set(_safe_div(w, h_next))
         col = h.at[j + 1].set(h_next)
 
-        def rotate(i, col):
-            a, c = col[i], col[i + 1]
-            new = col.at[i].set(cs[i] * a + sn[i] * c).at[i + 1].set(-sn[i] * a + cs[i] * c)
-            return jnp.where(i < j, new, col)
-
-        col = jax.lax.fori_loop(0, m, rotate, col)
+        col = _apply_rotations(col, cs, sn, j)
         a, c = col[j], col[j + 1]
         d = jnp.sqrt(a * a + c * c)
         cos = jnp.where(d == 0, 1.0, _safe_div(a, d))
@@ -278,6 +273,20 @@ def _gmres_cycle(matvec, b, x, target, budget, m):
     upper = jnp.where(used[:, None] & used[None, :], hess[:m], jnp.eye(m, dtype=dtype))
     y = jax.scipy.linalg.solve_triangular(upper, jnp.where(used, g[:m], 0.0), lower=False)
     return x + y @ basis[:m], j
+
+
+def _apply_rotations(col, cs, sn, j):
+    """Apply the Givens rotations 0..j−1 in order to a Hessenberg column (a scan whose carry
+    is the entry the next rotation mixes in)."""
+
+    def rotate(carry, inputs):
+        c, s, below, active = inputs
+        top = jnp.where(active, c * carry + s * below, carry)
+        return jnp.where(active, -s * carry + c * below, below), top
+
+    active = jnp.arange(cs.shape[0]) < j
+    last, tops = jax.lax.scan(rotate, col[0], (cs, sn, col[1:], active))
+    return jnp.append(tops, last)
 
 
 def materialize(matvec: Matvec, b: Array) -> Array:
