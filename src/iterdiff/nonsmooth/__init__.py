@@ -7,6 +7,11 @@ differentiation, stochastic gradient methods and deep learning", Math. Prog. 202
 See docs/nonsmooth.md.
 """
 
+from ._heavy_ball import JSRLowerBound as JSRLowerBound
+from ._heavy_ball import gradient_descent_map as gradient_descent_map
+from ._heavy_ball import heavy_ball_map as heavy_ball_map
+from ._heavy_ball import joint_spectral_radius_lower_bound as joint_spectral_radius_lower_bound
+from ._heavy_ball import piecewise_quadratic_grad as piecewise_quadratic_grad
 from ._jacobian_set import JacobianSet as JacobianSet
 from ._jacobian_set import jacobian_set as jacobian_set
 from ._kinks import abs as abs
