@@ -224,3 +224,20 @@ def test_set_fixed_point_refuses_non_contractions():
         ns.set_fixed_point(J)
     with pytest.raises(ValueError, match="singular"):
         ns.implicit_set(ns.JacobianSet(np.array([[[1.0]]]), np.array([[[1.0]]])))
+
+
+def test_jacobian_set_of_a_projection_gives_the_pieces():
+    # simplex projection of (1, 1/2, 1/2) with radius 1/2: τ = 1/2, coordinates 1, 2 on a kink;
+    # the extreme pairs are the Jacobians diag(1_S) − 1_S1_Sᵀ/|S| of the supports S ⊇ {0}
+    def F(x, r):
+        return prox.project_simplex(x, r)
+
+    J = ns.jacobian_set(F, jnp.array([1.0, 0.5, 0.5]), jnp.array(0.5))
+    expected = set()
+    for extra in ([], [1], [2], [1, 2]):
+        S = np.zeros(3)
+        S[[0, *extra]] = 1
+        P = np.diag(S) - np.outer(S, S) / S.sum()
+        expected.add(tuple(np.round(np.concatenate([P, S[:, None] / S.sum()], 1), 12).ravel()))
+    got = {tuple(np.round(np.concatenate([a, b], 1), 12).ravel()) for a, b in J}
+    assert got == expected
