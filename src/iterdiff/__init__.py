@@ -5,6 +5,8 @@ sol = itd.fixed_point(F, x0, theta, mode=itd.Implicit())
 """
 
 from . import linear_solve as linear_solve
+from . import nonsmooth as nonsmooth
+from . import prox as prox
 from ._fixed_point import fixed_point as fixed_point
 from ._modes import AbstractMode as AbstractMode
 from ._modes import Implicit as Implicit
