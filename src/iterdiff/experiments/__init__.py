@@ -1,0 +1,1 @@
+"""Reproduced results, one module per experiment; each returns data that `iterdiff.cli` prints."""
