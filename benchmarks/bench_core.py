@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 import iterdiff as itd  # noqa: E402
 from iterdiff import linear_solve as ls  # noqa: E402
+from iterdiff._timing import median_time  # noqa: E402
 
 
 def ridge_problem(n_samples, n_features, seed=0):
@@ -90,16 +91,6 @@ def lasso_problem(n_samples, n_features, n_informative, seed=0):
     )
 
 
-def median_time(fn, arg, repeats):
-    jax.block_until_ready(fn(arg))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(arg))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def compile_stats(fn, arg):
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(arg).compile()
@@ -144,10 +135,12 @@ def bench(problem, tol, max_steps, repeats):
         reference, support = reference(sol.value)
         extra = f"support {support}"
     solve_value = jax.jit(lambda t: solve(t).value)
-    t_solve = median_time(solve_value, theta, repeats)
+    t_solve = median_time(solve_value, theta, repeats=repeats)
     hand = jax.jit(handwritten_loop(F, x0, max_steps, tol))
-    t_hand = median_time(hand, theta, repeats)
-    t_solve_again = median_time(solve_value, theta, repeats)  # bracket the hand-written loop
+    t_hand = median_time(hand, theta, repeats=repeats)
+    t_solve_again = median_time(
+        solve_value, theta, repeats=repeats
+    )  # bracket the hand-written loop
     rows = []
     modes = {
         "Implicit()": itd.Implicit(),
@@ -163,7 +156,7 @@ def bench(problem, tol, max_steps, repeats):
 
         vg = jax.jit(jax.value_and_grad(loss))
         value = float(vg(theta)[1])
-        seconds = median_time(vg, theta, repeats)
+        seconds = median_time(vg, theta, repeats=repeats)
         compile_s, temp = compile_stats(jax.value_and_grad(loss), theta)
         rows.append(
             dict(

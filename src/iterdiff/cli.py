@@ -1,6 +1,6 @@
 """The `iterdiff` command.
 
-    iterdiff demo     compare every differentiation mode on a real Lasso problem
+iterdiff demo     compare every differentiation mode on a real Lasso problem
 """
 
 import argparse

@@ -10,7 +10,6 @@ dx̄_S/dλ = −(n⁻¹A_SᵀA_S)⁻¹ sign(x̄_S) and dx̄/dλ = 0 off S (THEOR
 dg/dλ = ∇g(x̄)ᵀ dx̄/dλ in closed form.
 """
 
-import time
 from typing import NamedTuple
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 
 from .. import _modes as modes
 from .._fixed_point import fixed_point
+from .._timing import median_time
 from ..prox import soft_threshold
 
 
@@ -79,16 +79,6 @@ def closed_form_hypergradient(problem: LassoProblem, x_bar) -> float:
     return float(grad_g[support] @ dx_S)
 
 
-def _median_time(fn, arg, repeats: int) -> float:
-    jax.block_until_ready(fn(arg))  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(arg))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 MODES = {
     "Implicit()": modes.Implicit(),
     "Unrolled()": modes.Unrolled(),
@@ -109,7 +99,7 @@ def run(tol: float = 1e-10, max_steps: int = 20_000, repeats: int = 5) -> tuple[
 
     sol = jax.jit(solve)(lam)
     reference = closed_form_hypergradient(problem, sol.value)
-    solve_time = _median_time(jax.jit(lambda t: solve(t).value), lam, repeats)
+    solve_time = median_time(jax.jit(lambda t: solve(t).value), lam, repeats=repeats)
     rows = []
     for name, mode in MODES.items():
 
@@ -119,8 +109,10 @@ def run(tol: float = 1e-10, max_steps: int = 20_000, repeats: int = 5) -> tuple[
 
         grad = jax.jit(jax.value_and_grad(loss))
         value = float(grad(lam)[1])
-        ratio = _median_time(grad, lam, repeats) / solve_time
-        rows.append(Row(name, value, abs(value - reference) / abs(reference), ratio, int(sol.steps)))
+        ratio = median_time(grad, lam, repeats=repeats) / solve_time
+        rows.append(
+            Row(name, value, abs(value - reference) / abs(reference), ratio, int(sol.steps))
+        )
     info = {
         "data": "diabetes (sklearn), 221 training / 221 validation rows, 10 features",
         "lambda": problem.lam,
