@@ -4,6 +4,7 @@ import iterdiff as itd
 sol = itd.fixed_point(F, x0, theta, mode=itd.Implicit())
 """
 
+from . import algorithms as algorithms
 from . import linear_solve as linear_solve
 from ._fixed_point import fixed_point as fixed_point
 from ._modes import AbstractMode as AbstractMode
