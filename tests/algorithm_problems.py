@@ -111,7 +111,7 @@ def random_qp(n=12, seed=0):
     x_feas = 0.1 * rng.normal(size=n)
     G = rng.normal(size=(p, n))
     h = G @ x_feas + rng.uniform(0.1, 1.0, p)
-    return dict(Q=U @ U.T, q=rng.normal(size=n), A=A, b=A @ x_feas, G=G, h=h)
+    return dict(Q=U @ U.T, q=float(n) * rng.normal(size=n), A=A, b=A @ x_feas, G=G, h=h)
 
 
 def numpy_sinkhorn(C, a, b, eps, iters=200_000, tol=1e-14):
