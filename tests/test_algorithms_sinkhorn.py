@@ -133,7 +133,7 @@ def test_params_callable_and_errors():
 
     sk = Sinkhorn(params)
     t = {"x": xs, "y": ys}
-    P = sk.readout(itd.fixed_point(sk.F, sk.init(t), t, tol=1e-12).value, t)
+    P = jax.jit(lambda t: sk.readout(itd.fixed_point(sk.F, sk.init(t), t, tol=1e-12).value, t))(t)
     np.testing.assert_allclose(P.sum(1), 1 / 6, atol=1e-10)
     with pytest.raises(TypeError, match="OTParams"):
         SK.F(jnp.zeros(3), {"cost": C})
