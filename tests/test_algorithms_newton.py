@@ -48,14 +48,15 @@ def test_matches_sklearn(reference):
 
 
 def test_line_search_globalises():
-    """From a far start the full step overshoots (many more steps or divergence); Armijo
+    """From a far start the full step overshoots and does not converge; Armijo
     backtracking converges, and ends with full steps (so ∂ₓF(x̄) = 0 still holds)."""
     far = 3.0 * jnp.ones(P)
     with_ls = solve_jit(WEIGHTS, NEWTON_LS, x0=far)
     plain = solve_jit(WEIGHTS, NEWTON, x0=far, throw=False)
     assert bool(with_ls.converged)
     np.testing.assert_allclose(with_ls.value, solve_jit(WEIGHTS).value, atol=1e-10)
-    assert (not bool(plain.converged)) or int(plain.steps) > int(with_ls.steps)
+    assert not bool(plain.converged)  # full steps wander off (residual ~60 after 100 steps)
+    assert int(with_ls.steps) < 20
     A = jax.jit(jax.jacfwd(lambda x: NEWTON_LS.F(x, WEIGHTS)))(with_ls.value)
     assert np.max(np.abs(A)) < 1e-10
 
