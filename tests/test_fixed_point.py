@@ -45,8 +45,9 @@ def test_derivative_with_respect_to_a_closed_over_value():
     y = jnp.asarray(rng.normal(size=8))
     want = jnp.linalg.solve(H + jnp.eye(4), A.T)
     for mode in (itd.Implicit(), itd.Unrolled()):
-        np.testing.assert_allclose(jax.jacrev(solve)(y, mode), want, rtol=1e-9)
-        np.testing.assert_allclose(jax.jacfwd(solve)(y, mode), want, rtol=1e-9)
+        for jac in (jax.jacrev, jax.jacfwd):
+            got = jax.jit(jac(solve), static_argnums=1)(y, mode)
+            np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
 def test_integer_leaves_in_theta_are_allowed_and_not_differentiated():
@@ -88,9 +89,9 @@ def test_float32(mode):
     def f(t):
         return itd.fixed_point(F32, x0, t, mode=mode).value
 
-    sol = itd.fixed_point(F32, x0, theta, mode=mode)
+    sol = jax.jit(lambda t: itd.fixed_point(F32, x0, t, mode=mode))(theta)
     assert sol.value.dtype == jnp.float32 and bool(sol.converged)
-    jf, jr = jax.jacfwd(f)(theta), jax.jacrev(f)(theta)
+    jf, jr = jax.jit(jax.jacfwd(f))(theta), jax.jit(jax.jacrev(f))(theta)
     assert jf.dtype == jnp.float32 and jr.dtype == jnp.float32
     np.testing.assert_allclose(jf, jr, rtol=1e-4, atol=1e-5)
     want = jax.jacfwd(RIDGE.exact)(RIDGE.theta)

@@ -51,13 +51,21 @@ def unrolled(F, solver, max_steps, tol=1e-300):
     return run
 
 
-@pytest.mark.parametrize("max_steps", [1, 2, 3, 7, 16, 50])
-@pytest.mark.parametrize(
-    "solver",
-    [itd.Picard(), itd.Picard(damping=0.6), itd.Anderson(history=3)],
-    ids=["picard", "damped", "anderson"],
-)
-def test_reverse_equals_autodiff_of_the_loop(max_steps, solver):
+SOLVERS = {
+    "picard": itd.Picard(),
+    "damped": itd.Picard(damping=0.6),
+    "anderson": itd.Anderson(history=3),
+}
+# Every segment layout with Picard (K < c, K = c, partial last segment, several segments);
+# the other solvers on two layouts each, since they only change the step being differentiated.
+SWEEPS = [("picard", k) for k in (1, 2, 3, 7, 16, 50)] + [
+    (name, k) for name in ("damped", "anderson") for k in (3, 16)
+]
+
+
+@pytest.mark.parametrize("solver_name, max_steps", SWEEPS)
+def test_reverse_equals_autodiff_of_the_loop(solver_name, max_steps):
+    solver = SOLVERS[solver_name]
     """K = max_steps (tol unreachable): segments of c = ⌈√max_steps⌉, partial last segment."""
     f = unrolled(RIDGE.F, solver, max_steps)
     g = explicit(RIDGE.F, solver, max_steps)
