@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import iterdiff as itd  # noqa: E402
 from iterdiff import linear_solve as ls  # noqa: E402
-from iterdiff._timing import median_time  # noqa: E402
+from iterdiff._timing import median_time, paired_ratio  # noqa: E402
 
 
 def ridge_problem(n_samples, n_features, seed=0):
@@ -137,10 +137,7 @@ def bench(problem, tol, max_steps, repeats):
     solve_value = jax.jit(lambda t: solve(t).value)
     t_solve = median_time(solve_value, theta, repeats=repeats)
     hand = jax.jit(handwritten_loop(F, x0, max_steps, tol))
-    t_hand = median_time(hand, theta, repeats=repeats)
-    t_solve_again = median_time(
-        solve_value, theta, repeats=repeats
-    )  # bracket the hand-written loop
+    loop_overhead = paired_ratio(solve_value, hand, theta, repeats=repeats) - 1
     rows = []
     modes = {
         "Implicit()": itd.Implicit(),
@@ -156,12 +153,12 @@ def bench(problem, tol, max_steps, repeats):
 
         vg = jax.jit(jax.value_and_grad(loss))
         value = float(vg(theta)[1])
-        seconds = median_time(vg, theta, repeats=repeats)
+        ratio = paired_ratio(vg, solve_value, theta, repeats=repeats)
         compile_s, temp = compile_stats(jax.value_and_grad(loss), theta)
         rows.append(
             dict(
                 mode=name,
-                ratio=seconds / t_solve,
+                ratio=ratio,
                 error=abs(value - reference) / abs(reference),
                 compile_s=compile_s,
                 temp_mib=temp / 2**20,
@@ -172,7 +169,7 @@ def bench(problem, tol, max_steps, repeats):
         steps=int(sol.steps),
         note=", ".join(s for s in (problem["note"], extra) if s),
         solve_ms=1e3 * t_solve,
-        loop_overhead=0.5 * (t_solve + t_solve_again) / t_hand - 1,
+        loop_overhead=loop_overhead,
         solve_compile_s=compile_stats(lambda t: solve(t).value, theta)[0],
     )
     return head, rows
@@ -182,7 +179,7 @@ def render(results, args):
     lines = [
         f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
         f"backend {jax.default_backend()}, float64, forward tol {args.tol:g}, "
-        f"median of {args.repeats}",
+        f"medians of {args.repeats} interleaved (candidate, solve) pairs",
         "",
     ]
     for head, rows in results:
@@ -207,7 +204,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--tol", type=float, default=1e-10)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", choices=["ridge", "lasso"], default=None)
     args = parser.parse_args()
     if args.quick:
