@@ -143,6 +143,7 @@ def bench(problem, tol, max_steps, repeats):
         "Implicit()": itd.Implicit(),
         **problem["extra_modes"],
         "Unrolled()": itd.Unrolled(),
+        "Unrolled(checkpoint_every=16)": itd.Unrolled(checkpoint_every=16),
         "Truncated(20)": itd.Truncated(20),
         "OneStep()": itd.OneStep(),
     }

@@ -34,13 +34,13 @@ def explicit(F, solver, K):
     return run
 
 
-def unrolled(F, solver, max_steps, tol=1e-300):
+def unrolled(F, solver, max_steps, tol=1e-300, every=None):
     def run(x0, theta):
         sol = itd.fixed_point(
             F,
             x0,
             theta,
-            mode=itd.Unrolled(),
+            mode=itd.Unrolled(checkpoint_every=every),
             solver=solver,
             max_steps=max_steps,
             tol=tol,
@@ -58,16 +58,18 @@ SOLVERS = {
 }
 # Every segment layout with Picard (K < c, K = c, partial last segment, several segments);
 # the other solvers on two layouts each, since they only change the step being differentiated.
-SWEEPS = [("picard", k) for k in (1, 2, 3, 7, 16, 50)] + [
-    (name, k) for name in ("damped", "anderson") for k in (3, 16)
-]
+SWEEPS = (
+    [("picard", k, None) for k in (1, 2, 3, 7, 16, 50)]
+    + [(name, k, None) for name in ("damped", "anderson") for k in (3, 16)]
+    + [("picard", 50, 4), ("anderson", 23, 5), ("picard", 9, 100)]
+)
 
 
-@pytest.mark.parametrize("solver_name, max_steps", SWEEPS)
-def test_reverse_equals_autodiff_of_the_loop(solver_name, max_steps):
+@pytest.mark.parametrize("solver_name, max_steps, every", SWEEPS)
+def test_reverse_equals_autodiff_of_the_loop(solver_name, max_steps, every):
+    """K = max_steps (tol unreachable): segments of c steps, partial last segment."""
     solver = SOLVERS[solver_name]
-    """K = max_steps (tol unreachable): segments of c = ⌈√max_steps⌉, partial last segment."""
-    f = unrolled(RIDGE.F, solver, max_steps)
+    f = unrolled(RIDGE.F, solver, max_steps, every=every)
     g = explicit(RIDGE.F, solver, max_steps)
     x0 = jnp.linspace(-1.0, 1.0, RIDGE.x0.size)
     got = jax.jit(jax.jacrev(f, argnums=(0, 1)))(x0, RIDGE.theta)

@@ -95,15 +95,14 @@ def checkpoint_interval(max_steps: int) -> int:
 
 
 def run_checkpointed(
-    fn: FlatMap, solver: AbstractSolver, x0: Array, params, max_steps: int, tol: float
+    fn: FlatMap, solver: AbstractSolver, x0: Array, params, max_steps: int, tol: float, every: int
 ) -> tuple[Carry, Iterate]:
-    """Like `run`, and also store the iterate at the start of every segment of c steps.
+    """Like `run`, and also store the iterate at the start of every segment of c = ``every`` steps.
 
     Returns the final carry and a stacked `Iterate` with ⌈max_steps / c⌉ rows; row j holds
     the iterate after j·c updates (rows past the last segment are unused zeros). The run
     stops exactly where `run` stops: no step is taken after convergence.
     """
-    every = checkpoint_interval(max_steps)
     rows = -(-max_steps // every)
     carry = _initial_carry(fn, solver, x0, params)
     store = jax.tree_util.tree_map(lambda a: jnp.zeros((rows,) + a.shape, a.dtype), carry.iterate)
