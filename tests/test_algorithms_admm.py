@@ -6,10 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from sklearn.linear_model import Lasso
 
 import iterdiff as itd
-from algorithm_problems import diabetes, fit_rate, lasso_lambda_max, piggyback_trace, prox_l1
+from algorithm_problems import (
+    diabetes,
+    fit_rate,
+    lasso_lambda_max,
+    piggyback_trace,
+    prox_l1,
+    sklearn_lasso,
+)
 from iterdiff.algorithms import ADMM, ADMMState
 
 X, Y = diabetes()
@@ -37,11 +43,7 @@ def lasso(lam, mode=itd.Implicit(), max_steps=20_000):
 
 @pytest.fixture(scope="module")
 def lasso_reference():
-    ref = Lasso(alpha=LAM / N, fit_intercept=False, tol=1e-14, max_iter=10**6).fit(X, Y).coef_
-    S = np.abs(ref) > 1e-10
-    J = np.zeros(P)
-    J[S] = -np.linalg.solve(X[:, S].T @ X[:, S], np.sign(ref[S]))
-    return ref, J
+    return sklearn_lasso(X, Y, LAM)
 
 
 def test_lasso_matches_sklearn(lasso_reference):

@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sklearn.linear_model import Lasso
 
 import iterdiff as itd
 from algorithm_problems import (
@@ -15,6 +14,7 @@ from algorithm_problems import (
     logistic_reference,
     piggyback_trace,
     prox_l1,
+    sklearn_lasso,
 )
 from iterdiff.algorithms import ForwardBackward, Nesterov, NesterovState
 
@@ -44,11 +44,7 @@ def fista(lam, mode=itd.Implicit()):
 
 @pytest.fixture(scope="module")
 def lasso_reference():
-    ref = Lasso(alpha=LAM / N, fit_intercept=False, tol=1e-14, max_iter=10**6).fit(X, Y).coef_
-    S = np.abs(ref) > 1e-10
-    J = np.zeros(P)
-    J[S] = -np.linalg.solve(X[:, S].T @ X[:, S], np.sign(ref[S]))
-    return ref, J
+    return sklearn_lasso(X, Y, LAM)
 
 
 def test_fista_schedule_and_solution(lasso_reference):
