@@ -245,6 +245,13 @@ class _UnrolledSweep(NamedTuple):
         def row(store, j):
             return jax.tree_util.tree_map(lambda s: s[j], store)
 
+        def pull_back(f, diff, state):
+            """(ī, p̄) ↦ (∂f/∂diff)ᵀ ī, p̄ + (∂f/∂params)ᵀ ī."""
+            it_bar, p_bar = state
+            _, pull = jax.vjp(f, diff, p_diff)
+            it_bar, pb = pull(it_bar)
+            return it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
+
         n_full = self.steps // every
         tail = self.steps - n_full * every
         rows = jax.tree_util.tree_leaves(self.store)[0].shape[0]
@@ -259,11 +266,8 @@ class _UnrolledSweep(NamedTuple):
         _, buffer = jax.lax.fori_loop(0, tail, record, (first, buffer))
 
         def tail_body(k, state):
-            it_bar, p_bar = state
             diff, static = split(row(buffer, tail - 1 - k))
-            _, pull = jax.vjp(lambda d, pd: step(d, static, pd), diff, p_diff)
-            it_bar, pb = pull(it_bar)
-            return it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
+            return pull_back(lambda d, pd: step(d, static, pd), diff, state)
 
         it_bar = jax.tree_util.tree_map(jnp.zeros_like, split(first)[0])._replace(x=x_bar)
         p_bar = jax.tree_util.tree_map(jnp.zeros_like, p_diff)
@@ -278,20 +282,15 @@ class _UnrolledSweep(NamedTuple):
             return split(jax.lax.scan(body, eqx.combine(diff, static), None, length=every)[0])[0]
 
         def segment_body(k, state):
-            it_bar, p_bar = state
             diff, static = split(row(self.store, n_full - 1 - k))
-            _, pull = jax.vjp(lambda d, pd: segment(d, static, pd), diff, p_diff)
-            it_bar, pb = pull(it_bar)
-            return it_bar, jax.tree_util.tree_map(jnp.add, p_bar, pb)
+            return pull_back(lambda d, pd: segment(d, static, pd), diff, state)
 
         it_bar, p_bar = jax.lax.fori_loop(0, n_full, segment_body, (it_bar, p_bar))
 
         def start(x, pd):
             return split(_loop.start(fn, solver, x, eqx.combine(pd, p_static)))[0]
 
-        _, pull = jax.vjp(start, self.x0, p_diff)
-        x0_bar, pb = pull(it_bar)
-        p_bar = jax.tree_util.tree_map(jnp.add, p_bar, pb)
+        x0_bar, p_bar = pull_back(start, self.x0, (it_bar, p_bar))
         p_bar = jax.tree_util.tree_map(
             lambda b, p: zero_cotangent(p) if b is None else b,
             p_bar,
