@@ -50,14 +50,22 @@ def residual(it: Iterate) -> Array:
     return jnp.max(jnp.abs(it.fx - it.x))
 
 
+def _threshold(carry: Carry, tol: float) -> Array:
+    """The stopping rule's bound on the residual: tol · (1 + ‖x‖_∞)."""
+    return tol * (1 + jnp.max(jnp.abs(carry.iterate.x)))
+
+
 def _keep_going(carry: Carry, max_steps: int, tol: float) -> Array:
-    threshold = tol * (1 + jnp.max(jnp.abs(carry.iterate.x)))
-    return (carry.steps < max_steps) & (carry.residual > threshold) & jnp.isfinite(carry.residual)
+    return (
+        (carry.steps < max_steps)
+        & (carry.residual > _threshold(carry, tol))
+        & jnp.isfinite(carry.residual)
+    )
 
 
 def status(carry: Carry, tol: float) -> Array:
     """RESULTS code of a finished loop."""
-    threshold = tol * (1 + jnp.max(jnp.abs(carry.iterate.x)))
+    threshold = _threshold(carry, tol)
     finite = jnp.isfinite(carry.residual) & jnp.all(jnp.isfinite(carry.iterate.x))
     return jnp.where(
         ~finite,
@@ -90,8 +98,8 @@ def run(
 
 
 def checkpoint_interval(max_steps: int) -> int:
-    """Segment length c = ⌈√max_steps⌉: O(√K) stored iterates, one extra forward sweep."""
-    return max(1, math.isqrt(max_steps - 1) + 1) if max_steps > 1 else 1
+    """Segment length c = ⌈√max_steps⌉ (max_steps ≥ 1): O(√max_steps) stored iterates."""
+    return math.isqrt(max_steps - 1) + 1
 
 
 def run_checkpointed(

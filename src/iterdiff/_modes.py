@@ -45,8 +45,13 @@ class AbstractMode(eqx.Module):
         """Run the forward loop and return (carry, tangent of x_K)."""
 
 
-def _params_tangent(live: Live, params, params_dot):
-    return instantiate_tree(params_dot, params) if live.any_params else None
+def _at_returned_point(problem: Problem, x0, params, x0_dot, params_dot, tangent):
+    """The rule of the modes that differentiate at x_K only (so x0 gets a zero derivative):
+    run the loop, then ``tangent(x_K, θ̇)``, unless no parameter carries a tangent."""
+    carry = _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
+    if not Live.of(x0_dot, params_dot).any_params:
+        return carry, jnp.zeros_like(x0)
+    return carry, tangent(carry.iterate.x, instantiate_tree(params_dot, params))
 
 
 class Implicit(AbstractMode):
@@ -72,22 +77,17 @@ class Implicit(AbstractMode):
             )
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
-        carry = _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
-        live = Live.of(x0_dot, params_dot)
-        if not live.any_params:
-            return carry, jnp.zeros_like(x0)
-        x = carry.iterate.x
-        rhs = jax.jvp(
-            lambda p: problem.fn(x, p), (params,), (_params_tangent(live, params, params_dot),)
-        )[1]
-        _, a_dot = jax.linearize(lambda v: problem.fn(v, params), x)
+        def tangent(x, params_dot):
+            rhs = jax.jvp(lambda p: problem.fn(x, p), (params,), (params_dot,))[1]
+            _, a_dot = jax.linearize(lambda v: problem.fn(v, params), x)
 
-        def solve(matvec, b):
-            v, stats = self.linear_solver.solve(matvec, b)
-            return _flag_linear_solve(v, stats, problem.throw)
+            def solve(matvec, b):
+                v, stats = self.linear_solver.solve(matvec, b)
+                return _flag_linear_solve(v, stats, problem.throw)
 
-        x_dot = jax.lax.custom_linear_solve(lambda v: v - a_dot(v), rhs, solve, solve)
-        return carry, x_dot
+            return jax.lax.custom_linear_solve(lambda v: v - a_dot(v), rhs, solve, solve)
+
+        return _at_returned_point(problem, x0, params, x0_dot, params_dot, tangent)
 
 
 def _flag_linear_solve(v, stats, throw: bool):
@@ -121,17 +121,15 @@ class Truncated(AbstractMode):
             raise ValueError(f"Truncated(k={self.k!r}): k must be an int ≥ 1 (k = 1 is OneStep()).")
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
-        carry = _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
-        live = Live.of(x0_dot, params_dot)
-        if not live.any_params:
-            return carry, jnp.zeros_like(x0)
-        x = carry.iterate.x
+        def tangent(x, params_dot):
+            def last_k(p):
+                return jax.lax.scan(lambda v, _: (problem.fn(v, p), None), x, None, length=self.k)[
+                    0
+                ]
 
-        def last_k(p):
-            return jax.lax.scan(lambda v, _: (problem.fn(v, p), None), x, None, length=self.k)[0]
+            return jax.jvp(last_k, (params,), (params_dot,))[1]
 
-        x_dot = jax.jvp(last_k, (params,), (_params_tangent(live, params, params_dot),))[1]
-        return carry, x_dot
+        return _at_returned_point(problem, x0, params, x0_dot, params_dot, tangent)
 
 
 class OneStep(Truncated):

@@ -14,25 +14,21 @@ def is_zero(t) -> bool:
     return isinstance(t, SymbolicZero) or getattr(t, "dtype", None) == jax.dtypes.float0
 
 
-def instantiate(tangent, primal):
-    """A concrete tangent for ``primal``: zeros where ``tangent`` is a known zero."""
-    if not is_zero(tangent):
-        return tangent
+def zero_cotangent(primal):
+    """The zero (co)tangent of ``primal``: zeros of its dtype, or float0 for integers."""
     primal = jnp.asarray(primal)
     if jnp.issubdtype(primal.dtype, jnp.inexact):
         return jnp.zeros(primal.shape, primal.dtype)
     return np.zeros(primal.shape, jax.dtypes.float0)
+
+
+def instantiate(tangent, primal):
+    """A concrete tangent for ``primal``: zeros where ``tangent`` is a known zero."""
+    return zero_cotangent(primal) if is_zero(tangent) else tangent
 
 
 def instantiate_tree(tangents, primals):
     return jax.tree_util.tree_map(instantiate, tangents, primals, is_leaf=is_zero)
-
-
-def zero_cotangent(primal):
-    primal = jnp.asarray(primal)
-    if jnp.issubdtype(primal.dtype, jnp.inexact):
-        return jnp.zeros(primal.shape, primal.dtype)
-    return np.zeros(primal.shape, jax.dtypes.float0)
 
 
 class Live(eqx.Module):
