@@ -1,36 +1,90 @@
-"""The result of a fixed-point solve."""
+"""The result of a fixed-point solve, and the one status vocabulary of the library."""
 
 from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
+
+_TRY_FORWARD = (
+    "Try a larger max_steps, a looser tol (or rtol/atol), Picard(damping=...) or Anderson(), "
+    "or check that x ↦ F(x, θ) is a contraction near the solution."
+)
 
 
 class RESULTS:
-    """Status codes stored in `Solution.result` (an int32 array, so they survive jit and vmap)."""
+    """Status codes, shared by the forward loop and the linear solves of the derivative.
+
+    Stored as int32 arrays (`Solution.result`, `LinearSolveStats.result`) so they survive jit
+    and vmap; `RESULTS.describe(code)` gives the message. Codes 1–2 come from the forward
+    loop, codes 3–8 from a linear solve.
+    """
 
     successful = 0
     max_steps_reached = 1
     nonfinite = 2
+    linear_max_steps_reached = 3
+    linear_breakdown = 4
+    linear_nonfinite_input = 5
+    linear_nonfinite = 6
+    linear_inconsistent = 7
+    linear_ill_conditioned = 8
 
     _messages = {
-        successful: "converged: ‖F(x) − x‖ ≤ tol·(1 + ‖x‖)",
+        successful: "converged.",
         max_steps_reached: (
-            "did not converge within max_steps: ‖F(x) − x‖ is still above tol·(1 + ‖x‖). "
-            "Try a larger max_steps, a looser tol, Picard(damping=...) or Anderson(), or check "
-            "that x ↦ F(x, θ) is a contraction near the solution."
+            "the forward solve did not converge within max_steps: ‖F(x) − x‖ is still above "
+            "atol + rtol·‖x‖. " + _TRY_FORWARD
         ),
         nonfinite: (
             "the iterates became NaN or inf. F may diverge from x0 (try damping or a better "
-            "starting point), or F itself produces NaN (e.g. log or division by zero)."
+            "starting point), or F itself produces NaN (e.g. log or division by zero, or a NaN "
+            "in θ)."
+        ),
+        linear_max_steps_reached: (
+            "the linear solve (I − ∂ₓF) v = b of the implicit derivative ran out of steps before "
+            "its residual met its tolerance. Try a larger max_steps for the linear solver "
+            "(e.g. Implicit(linear_solver=GMRES(max_steps=...))), LU() for small problems, or "
+            "mode=Unrolled()."
+        ),
+        linear_breakdown: (
+            "the linear solve (I − ∂ₓF) v = b broke down (a zero denominator in its recurrence) "
+            "before converging; I − ∂ₓF may be singular or indefinite. Try GMRES() (robust for "
+            "any nonsingular system) or LeastSquares() for singular consistent systems."
+        ),
+        linear_nonfinite_input: (
+            "the right-hand side of the implicit linear solve is NaN or inf: ∂F/∂θ (or the "
+            "incoming cotangent) is not finite at the solution, so no finite derivative exists "
+            "there (e.g. √θ or log θ at θ = 0). Check θ and F, or differentiate elsewhere."
+        ),
+        linear_nonfinite: (
+            "the linear solve (I − ∂ₓF) v = b produced NaN or inf: ∂ₓF is not finite at the "
+            "solution, or the system is singular. Check F near the solution."
+        ),
+        linear_inconsistent: (
+            "the system (I − ∂ₓF) v = b is singular and b is not in its range: no derivative "
+            "satisfies the implicit equation (least squares found only an approximation). The "
+            "quantity differentiated depends on a direction that I − ∂ₓF does not determine "
+            "(e.g. the gauge of Sinkhorn potentials); differentiate a gauge-free readout, or "
+            "use mode=Unrolled() for the derivative of the iterations that ran."
+        ),
+        linear_ill_conditioned: (
+            "the system (I − ∂ₓF) v = b is singular or nearly so: the solution is huge "
+            "compared with b, so the derivative is not to be trusted (∂ₓF has an eigenvalue "
+            "≈ 1 at the solution). Differentiate a readout that does not depend on that "
+            "direction, or use mode=Unrolled() for the derivative of the iterations that ran."
         ),
     }
 
     @classmethod
-    def describe(cls, code: int) -> str:
+    def describe(cls, code) -> str:
         """A sentence that explains a status code."""
         return cls._messages[int(code)]
+
+    @classmethod
+    def is_linear(cls, code) -> bool:
+        return int(code) >= cls.linear_max_steps_reached
 
 
 class Solution(eqx.Module):
@@ -40,21 +94,34 @@ class Solution(eqx.Module):
         value: the returned point x_K, with the structure, shapes and dtypes of x0. Its
             derivative is the one chosen by the mode.
         steps: number of solver updates K that were run (F is evaluated K + 1 times).
-        residual: ‖F(x_K, θ) − x_K‖_∞ at the returned point.
-        result: status code, one of `RESULTS` (successful, max_steps_reached, nonfinite).
+        residual: ‖F(x_K, θ) − x_K‖ at the returned point, in the stopping rule's norm.
+        result: status code, one of `RESULTS`.
+        aux: with ``has_aux=True``, the auxiliary output of F at x_K (not differentiated);
+            otherwise None.
+        stats: a dict of optional statistics: the records of the ``observe=`` observers under
+            their names, and anything a mode or solver adds. Empty by default.
+        mode, solver: the mode and solver that produced this Solution (static).
 
-    Only `value` carries derivatives; `steps`, `residual` and `result` are treated as constants.
+    Only `value` carries derivatives; the other fields are treated as constants.
 
-    The derivative's own linear solve (`Implicit` mode) runs when the derivative is computed —
-    in reverse mode, after this Solution has been returned — so its status cannot be stored
-    here. It is reported instead: with ``throw=True`` a failed linear solve raises a runtime
-    error, with ``throw=False`` the derivative it produced is NaN. Never a silently wrong number.
+    Failures are never silent. With ``throw=True`` (default) a failed forward solve raises, in
+    every transform — also under `jax.jit` when only derivatives are used. With ``throw=False``
+    the failure is in ``result`` and the derivative follows the mode's convention: `Implicit`,
+    `OneStep` and `Truncated` (which assume a fixed point) give NaN derivatives when the forward
+    solve did not converge; `Unrolled` gives the exact derivative of the iterations that ran
+    (NaN once they are not finite). The derivative's own linear solve (`Implicit`) runs when the
+    derivative is computed, after this Solution exists, so its status is reported by raising
+    (``throw=True``) or by NaN derivatives (``throw=False``).
     """
 
     value: Any
     steps: Array
     residual: Array
     result: Array
+    aux: Any = None
+    stats: dict = eqx.field(default_factory=dict)
+    mode: Any = eqx.field(default=None, static=True)
+    solver: Any = eqx.field(default=None, static=True)
 
     @property
     def converged(self) -> Array:
@@ -62,5 +129,17 @@ class Solution(eqx.Module):
         return self.result == RESULTS.successful
 
     def message(self) -> str:
-        """Human-readable status (for an unbatched, concrete Solution)."""
-        return RESULTS.describe(int(jnp.asarray(self.result)))
+        """Human-readable status. For a batched Solution, one line per distinct status with the
+        number of solves that ended with it."""
+        codes = np.asarray(self.result).reshape(-1)
+        if codes.size == 1:
+            return RESULTS.describe(codes[0])
+        lines = []
+        for code in np.unique(codes):
+            count = int(np.sum(codes == code))
+            lines.append(f"{count} of {codes.size} solves: {RESULTS.describe(code)}")
+        return "\n".join(lines)
+
+
+def status_array(code) -> Array:
+    return jnp.asarray(code, jnp.int32)
