@@ -30,6 +30,9 @@ class Contraction(NamedTuple):
         condition: σ_max / σ_min of I − ∂ₓF (inf when singular).
         null_vector: where I − ∂ₓF is singular (σ_min ≤ 1e-8 σ_max), the unit vector v with
             (I − ∂ₓF) v ≈ 0, as a pytree like x (e.g. the constant gauge of Sinkhorn); else None.
+        sigma_min_off_null: the smallest singular value of I − ∂ₓF on the complement of the
+            null vector (equal to sigma_min when there is none): what bounds errors modulo the
+            singular direction.
     """
 
     operator_norm: float
@@ -38,6 +41,7 @@ class Contraction(NamedTuple):
     sigma_max: float
     condition: float
     null_vector: Any
+    sigma_min_off_null: float
 
     @property
     def singular(self) -> bool:
@@ -94,9 +98,11 @@ def contraction(
     m = golub_kahan(lambda v: v - lin.A(v), lambda w: w - lin.AT(w), v0, krylov_dim)
     ritz = arnoldi_ritz_values(lin.A, v0, krylov_dim)
     s_max, s_min = float(m.values[0]), float(m.values[-1])
-    null = None
+    null, s_off = None, s_min
     if s_min <= SINGULAR_RTOL * max(s_max, 1.0):
         null = lin.unflatten(np.asarray(m.right[:, -1]))
+        above = m.values[m.values > SINGULAR_RTOL * max(s_max, 1.0)]
+        s_off = float(above[-1]) if above.size else 0.0
     return Contraction(
         operator_norm=float(a.values[0]),
         spectral_radius=float(np.max(np.abs(ritz))),
@@ -104,4 +110,5 @@ def contraction(
         sigma_max=s_max,
         condition=float(s_max / s_min) if s_min > 0 else float("inf"),
         null_vector=null,
+        sigma_min_off_null=s_off,
     )
