@@ -5,6 +5,7 @@ sol = itd.fixed_point(F, x0, theta, mode=itd.Implicit())
 """
 
 from . import algorithms as algorithms
+from . import diagnostics as diagnostics
 from . import linear_solve as linear_solve
 from . import nonsmooth as nonsmooth
 from . import prox as prox

@@ -66,6 +66,18 @@ class ErrorEstimates(NamedTuple):
         """Estimated error of `OneStep`: ‖A ẋ^ID‖ + the implicit estimate."""
         return self.truncated(1)
 
+    def for_mode(self, mode) -> float:
+        """The estimate for a mode object (NaN for a mode without one)."""
+        import iterdiff as itd
+
+        if isinstance(mode, itd.Implicit):
+            return self.implicit
+        if isinstance(mode, itd.Truncated):
+            return self.truncated(mode.k)
+        if isinstance(mode, itd.Unrolled):
+            return self.unrolled
+        return float("nan")
+
     def truncated(self, k: int) -> float:
         """Estimated error of `Truncated(k)`: ‖Aᵏ ẋ^ID‖ + the implicit estimate (k ≤ max_k;
         beyond it ρ^{k − max_k} times the last computed term)."""
@@ -86,6 +98,7 @@ def error_estimates(
     max_k: int = 10,
     krylov_dim: int = DEFAULT_KRYLOV_DIM,
     linear_tol: float | None = None,
+    warn: bool = True,
 ) -> ErrorEstimates:
     """Estimate how far each mode's derivative at ``sol`` is from ∂x̄/∂θ, along θ̇.
 
@@ -97,13 +110,13 @@ def error_estimates(
         krylov_dim: most Krylov steps of the contraction checks.
         linear_tol: relative tolerance assumed for Implicit's linear solve (default: the
             Solution's own Implicit linear solver's, else 1e-10 in float64).
+        warn: issue a `TrustWarning` subclass for each doubt found (not converged, ρ ≥ 1,
+            ill-conditioned or singular I − ∂ₓF, OneStep far from exact, diverging trace).
 
     Returns:
         `ErrorEstimates`. Cost: the contraction checks, four linear solves of size dim(x)
         and max_k JVPs — a diagnostic, not for inner loops.
     """
-    import iterdiff as itd
-
     x = sol.value
     theta_dot = _flat.random_direction(theta, seed) if direction is None else direction
     c = contraction(F, x, theta, krylov_dim=krylov_dim, seed=seed)
@@ -132,7 +145,12 @@ def error_estimates(
     estimates = ErrorEstimates(
         c, forward, _norm(tangent), implicit, unrolled, tuple(terms), steps, float("nan")
     )
-    return estimates._replace(mode=_for_mode(estimates, sol.mode, itd))
+    estimates = estimates._replace(mode=estimates.for_mode(sol.mode))
+    if warn:
+        from ._warn import warn_about
+
+        warn_about(sol, estimates)
+    return estimates
 
 
 def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
@@ -147,16 +165,6 @@ def trace_record(sol) -> dict | None:
         if isinstance(value, dict) and "last_delta" in value and "derivative_rate" in value:
             return value
     return None
-
-
-def _for_mode(est: ErrorEstimates, mode, itd) -> float:
-    if isinstance(mode, itd.Implicit):
-        return est.implicit
-    if isinstance(mode, itd.Truncated):
-        return est.truncated(mode.k)
-    if isinstance(mode, itd.Unrolled):
-        return est.unrolled
-    return float("nan")
 
 
 def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, implicit: float) -> float:

@@ -47,11 +47,13 @@ def golub_kahan(
     n = int(np.size(v0))
     m = min(m, n)
     dtype = np.asarray(v0).dtype
-    V = np.zeros((n, m), dtype)
-    U = np.zeros((n, m), dtype)
-    alphas, betas = [], []
     v, _ = _unit(np.asarray(v0))
-    u_prev, beta = np.zeros(n, dtype), 0.0
+    n_out = int(np.size(matvec(jnp.asarray(v))))
+    m = min(m, n_out)
+    V = np.zeros((n, m), dtype)
+    U = np.zeros((n_out, m), dtype)
+    alphas, betas = [], []
+    u_prev, beta = np.zeros(n_out, dtype), 0.0
     history = []
     for j in range(m):
         V[:, j] = v

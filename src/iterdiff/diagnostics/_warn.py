@@ -1,0 +1,77 @@
+"""Turn measured doubts about a Solution's derivative into typed warnings (never printed text)."""
+
+import warnings
+
+import numpy as np
+
+from ._warnings import (
+    DerivativeDivergenceWarning,
+    IllConditionedWarning,
+    NotContractiveWarning,
+    NotConvergedWarning,
+    OneStepWarning,
+)
+
+ILL_CONDITIONED = 1e8  # cond(I − ∂ₓF) above this is called ill-conditioned
+ONE_STEP_FAR = 1e-2  # ‖∂ₓF‖ᵏ above this makes OneStep/Truncated(k) doubtful
+
+
+def warn_about(sol, est, *, stacklevel: int = 3) -> list:
+    """Issue one warning per doubt found in ``sol`` and its `ErrorEstimates`; return them."""
+    import iterdiff as itd
+
+    from ._estimates import trace_record
+
+    issued = []
+
+    def warn(category, text):
+        issued.append(category)
+        warnings.warn(text, category, stacklevel=stacklevel + 1)
+
+    c = est.contraction
+    if not bool(np.all(np.asarray(sol.converged))):
+        warn(
+            NotConvergedWarning,
+            "the forward solve did not converge, so Implicit, OneStep and Truncated "
+            f"differentiate a point that is not the fixed point (estimated ‖x_K − x̄‖ = "
+            f"{est.forward_error:.1e}). Raise max_steps or use mode=Unrolled() for the "
+            "derivative of the iterations that ran.",
+        )
+    record = trace_record(sol)
+    if record is not None and bool(np.asarray(record["diverging"])):
+        warn(
+            DerivativeDivergenceWarning,
+            "the piggyback derivatives grow (fitted rate "
+            f"{float(np.asarray(record['derivative_rate'])):.4f} per step) while the iterates "
+            "converge: the unrolled derivative is meaningless here (switching kink selections, "
+            "e.g. momentum methods on nonsmooth maps). Use Implicit() at the solution, or "
+            "remove the momentum.",
+        )
+    if c.spectral_radius >= 1 - 1e-12 and not c.singular:
+        warn(
+            NotContractiveWarning,
+            f"ρ(∂ₓF) = {c.spectral_radius:.4g} ≥ 1 at the solution: the unrolled derivative "
+            "does not converge and the forward error bound r/(1 − ρ) does not hold. Damp the "
+            "map (Picard(damping=...)) or check the step size.",
+        )
+    if c.singular or c.condition > ILL_CONDITIONED:
+        what = (
+            "singular (a gauge direction)" if c.singular else f"ill-conditioned ({c.condition:.1e})"
+        )
+        warn(
+            IllConditionedWarning,
+            f"I − ∂ₓF is {what} at the solution: the implicit derivative is not determined "
+            "along its null vector, or amplifies errors by cond(I − ∂ₓF). Use "
+            "Implicit(linear_solver=LeastSquares()) with a readout that does not see the "
+            "null direction, or mode=Unrolled().",
+        )
+    mode = sol.mode
+    if isinstance(mode, itd.Truncated) and c.operator_norm**mode.k > ONE_STEP_FAR:
+        rel = est.truncated(mode.k) / max(est.derivative_norm, 1e-300)
+        warn(
+            OneStepWarning,
+            f"{type(mode).__name__} with ‖∂ₓF‖ = {c.operator_norm:.3g} at the solution: its "
+            f"error ‖(∂ₓF)ᵏJ‖ does not vanish (estimated relative error {rel:.1e}). It is exact "
+            "only for maps with ∂ₓF(x̄) = 0 (Newton, interior point); use Implicit().",
+        )
+    return issued
