@@ -6,8 +6,8 @@ records are checked independently of the core's loop."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import zoo
 
+import zoo
 from iterdiff import diagnostics as dg
 from iterdiff import nonsmooth as ns
 
@@ -77,7 +77,9 @@ def _phase_driven(heavy_ball: bool):
         def grad(x, t):
             return ns.piecewise_quadratic_grad(x - t, w)
 
-        step = ns.heavy_ball_map(grad, 1.0, 0.75) if heavy_ball else ns.gradient_descent_map(grad, 1.0)
+        step = (
+            ns.heavy_ball_map(grad, 1.0, 0.75) if heavy_ball else ns.gradient_descent_map(grad, 1.0)
+        )
         return {"x": step(z["x"], theta), "phase": 0.98 * jnp.stack([-p[1], p[0]])}
 
     x0 = jnp.zeros(2) if heavy_ball else jnp.zeros(())
