@@ -1,32 +1,18 @@
-"""Derivative traces: the ISTA rate, heavy-ball divergence (BPV 2022) and ‖∂ₓF‖ along a run.
+"""Derivative and contraction traces observed inside `fixed_point(observe=...)`: the ISTA rate,
+heavy-ball divergence (BPV 2022), the trace tangent = Unrolled's derivative, ‖∂ₓF‖ along the
+run, and the trace-based Unrolled error estimate on Sinkhorn (singular implicit system)."""
 
-The observers are driven by a plain Picard scan here (their init/update/finish), so the
-records are checked independently of the core's loop."""
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import iterdiff as itd
 import zoo
 from iterdiff import diagnostics as dg
 from iterdiff import nonsmooth as ns
-
-
-def _run(F, x0, theta, steps, observer):
-    @jax.jit
-    def go(x0, theta):
-        state = observer.init(F, x0, F(x0, theta), theta)
-
-        def body(carry, k):
-            x, state = carry
-            x = F(x, theta)
-            return (x, observer.update(F, state, k, x, F(x, theta), theta)), None
-
-        ks = jnp.arange(1, steps + 1, dtype=jnp.int32)
-        (x, state), _ = jax.lax.scan(body, (x0, state), ks)
-        return x, observer.finish(state)
-
-    return go(x0, theta)
+from iterdiff.diagnostics import _flat
 
 
 def test_ista_derivative_rate_is_the_support_rate():
@@ -36,32 +22,53 @@ def test_ista_derivative_rate_is_the_support_rate():
     A, _ = zoo.dense_pieces(case, x_bar, case.theta)
     S = np.flatnonzero(np.abs(np.asarray(x_bar)) > 1e-10)
     predicted = np.max(np.abs(np.linalg.eigvals(np.asarray(A)[np.ix_(S, S)])))
-    _, rec = _run(case.F, case.x0, case.theta, 600, dg.DerivativeTrace(size=64))
+    observe = {"trace": dg.DerivativeTrace(size=64), "norm": dg.ContractionTrace(size=16)}
+    sol = jax.jit(
+        lambda t: itd.fixed_point(case.F, case.x0, t, tol=1e-13, max_steps=5000, observe=observe)
+    )(case.theta)
+    rec = sol.stats["trace"]
     rate = float(rec["derivative_rate"])
     assert abs(rate - predicted) <= 0.1 * predicted
     assert abs(rate - predicted) <= 1e-4  # in fact much closer
     assert not bool(rec["diverging"])
-    used = np.asarray(rec["step"]) >= 0
-    assert int(rec["count"]) == used.sum() and np.asarray(rec["step"])[used].max() > 500
+    steps = np.asarray(rec["step"])
+    used = steps >= 0
+    assert int(rec["count"]) == used.sum() and int(sol.steps) - steps[used].max() < 64
+    # ‖∂ₓF‖ along the run: ISTA's Jacobian is D(I − γH), D the 0/1 mask of the active set, so
+    # the warm-started power estimates (lower bounds) settle between ρ on the support and
+    # ‖I − γH‖ (the Jacobian where every coordinate is active, e.g. far from 0)
+    far = jnp.full(case.x0.shape, 1e6)
+    full = np.linalg.norm(np.asarray(jax.jacfwd(case.F)(far, case.theta)), 2)
+    norms = sol.stats["norm"]
+    assert predicted - 1e-6 <= float(norms["last"]) <= float(norms["max"]) <= full + 1e-12
 
 
-def test_trace_tangent_is_the_unrolled_derivative_and_error_is_recorded():
+def test_trace_tangent_is_the_unrolled_derivative_and_contraction_settles():
     case = zoo.ridge()
     direction = jnp.asarray(1.0)
     reference = jax.jvp(case.exact, (case.theta,), (direction,))[1]
-    K = 50
+    observe = {
+        "trace": dg.DerivativeTrace(direction=direction, reference=reference, size=8),
+        "norm": dg.ContractionTrace(),
+    }
 
-    def unrolled(theta):
-        return jax.lax.fori_loop(0, K, lambda _, x: case.F(x, theta), case.x0)
+    @jax.jit
+    def run(theta):
+        def solve(t):
+            return itd.fixed_point(case.F, case.x0, t, mode=itd.Unrolled(), observe=observe)
 
-    expected = jax.jvp(unrolled, (case.theta,), (direction,))[1]
-    trace = dg.DerivativeTrace(direction=direction, reference=reference, size=8)
-    _, rec = _run(case.F, case.x0, case.theta, K, trace)
-    np.testing.assert_allclose(rec["tangent"], expected, rtol=1e-12, atol=1e-15)
-    last = int(rec["count"]) - 1
-    assert int(rec["step"][last]) <= K
-    err = np.asarray(rec["error"])[: last + 1]
+        sol, x_dot = jax.jvp(solve, (theta,), (direction,))
+        return sol, x_dot.value
+
+    sol, unrolled = run(case.theta)
+    rec = sol.stats["trace"]
+    np.testing.assert_allclose(rec["tangent"], unrolled, rtol=1e-12, atol=1e-15)
+    count = int(rec["count"])
+    err = np.asarray(rec["error"])[:count]
     assert np.all(np.diff(err) < 0)  # converging to the closed form
+    exact = dg.operator_norm(case.F, case.exact(case.theta), case.theta)
+    assert abs(float(sol.stats["norm"]["last"]) - exact) < 1e-6
+    assert float(sol.stats["norm"]["max"]) <= exact + 1e-12  # lower bounds (A is constant)
 
 
 def _phase_driven(heavy_ball: bool):
@@ -88,20 +95,51 @@ def _phase_driven(heavy_ball: bool):
 
 def test_heavy_ball_flagged_divergent_and_gradient_descent_not():
     theta = jnp.asarray(0.0)
+    observe = {"trace": dg.DerivativeTrace(direction=jnp.asarray(1.0))}
     rates = {}
     for heavy_ball in (True, False):
         F, z0 = _phase_driven(heavy_ball)
-        _, rec = _run(F, z0, theta, 800, dg.DerivativeTrace(direction=jnp.asarray(1.0)))
-        assert float(rec["iterate_rate"]) < 0.99  # the iterates converge linearly
+        sol = jax.jit(lambda t, F=F, z0=z0: itd.fixed_point(F, z0, t, tol=1e-6, observe=observe))(
+            theta
+        )
+        rec = sol.stats["trace"]
+        assert float(rec["iterate_rate"]) < 0.99 and bool(sol.converged)
         rates[heavy_ball] = (bool(rec["diverging"]), float(rec["derivative_rate"]))
+        if heavy_ball:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                est = dg.error_estimates(sol, F, theta, direction=jnp.asarray(1.0))
+            assert est.unrolled == float("inf")
+            assert any(issubclass(w.category, dg.DerivativeDivergenceWarning) for w in caught)
     assert rates[True][0] and not rates[False][0]
     assert abs(rates[True][1] - (9 / 8) ** 0.25) < 5e-3  # growth (9/8) per period of 4
 
 
-def test_contraction_trace_settles_on_the_operator_norm():
-    case = zoo.ridge()
+def test_trace_based_unrolled_estimate_on_sinkhorn():
+    # I − ∂ₓF is singular (gauge); the a-priori Unrolled estimate is inf there, the measured
+    # tail ‖ẋ_{K+1} − ẋ_K‖/(1 − q) is finite and bounds the true error modulo the gauge.
+    case = zoo.sinkhorn()
+    direction = _flat.random_direction(case.theta, 0)
+    observe = {"trace": dg.DerivativeTrace(direction=direction, size=32)}
+
+    @jax.jit
+    def run(theta):
+        def solve(t):
+            return itd.fixed_point(
+                case.F, case.x0, t, mode=itd.Unrolled(), tol=1e-9, observe=observe
+            )
+
+        return jax.jvp(solve, (theta,), (direction,))
+
+    sol, tangent = run(case.theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.TrustWarning)
+        est = dg.error_estimates(sol, case.F, case.theta, direction=direction)
+    assert est.contraction.singular and 0 < est.unrolled < 1e-6
     x_bar = case.exact(case.theta)
-    exact = dg.operator_norm(case.F, x_bar, case.theta)
-    _, rec = _run(case.F, case.x0, case.theta, 200, dg.ContractionTrace())
-    assert abs(float(rec["last"]) - exact) < 1e-6
-    assert float(rec["max"]) <= exact + 1e-12  # lower bounds (ridge: A is constant)
+    A, B = zoo.dense_pieces(case, x_bar, case.theta)
+    reference = np.linalg.lstsq(np.eye(A.shape[0]) - A, B @ direction.ravel(), rcond=None)[0]
+    u = _flat.flatten(est.contraction.null_vector)[0]
+    e = np.asarray(tangent.value) - reference
+    e = e - np.asarray(u) * float(u @ e)
+    assert np.linalg.norm(e) <= est.unrolled <= 1e3 * np.linalg.norm(e) + 1e-12

@@ -9,11 +9,12 @@ the closed-over values fixed and the aux output dropped, so it can take JVPs and
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax import Array
 
 from ._options import check_int
 
@@ -34,13 +35,75 @@ class AbstractObserver(eqx.Module):
         """What ``sol.stats[name]`` holds."""
 
 
+class Records(NamedTuple):
+    """A bounded, thinned record of per-step values: the one thinning rule of the library.
+
+    While there is room, every step that is a multiple of the stride (1 at first) is recorded;
+    when all ``size`` slots are used, every other record is dropped and the stride doubles. The
+    records therefore always span the whole run, with memory bounded by ``size`` whatever the
+    number of steps. Observers build on it (`Trace`, the `iterdiff.diagnostics` traces).
+
+    Attributes:
+        step: int32[size], the step of each record (−1 where unused).
+        value: a pytree of arrays with a leading axis of length ``size`` (0 where unused).
+        count: int32, the number of records kept.
+        stride: int32, the current spacing of the records.
+    """
+
+    step: Array
+    value: Any
+    count: Array
+    stride: Array
+
+    @classmethod
+    def empty(cls, size: int, like) -> "Records":
+        """No records yet, with room for ``size`` values shaped like ``like`` (a pytree of
+        arrays or `jax.ShapeDtypeStruct`)."""
+        values = jax.tree_util.tree_map(lambda v: jnp.zeros((size,) + v.shape, v.dtype), like)
+        one = jnp.ones((), jnp.int32)
+        return cls(jnp.full((size,), -1, jnp.int32), values, 0 * one, one)
+
+    def add(self, step, value) -> "Records":
+        """Record ``value`` (a pytree like ``like``) at ``step`` if step is a multiple of the
+        stride, then thin if the buffer is full."""
+        step = jnp.asarray(step, jnp.int32)
+        take = (step % self.stride) == 0
+        steps = jnp.where(take, self.step.at[self.count].set(step), self.step)
+        values = jax.tree_util.tree_map(
+            lambda buf, v: jnp.where(take, buf.at[self.count].set(v), buf), self.value, value
+        )
+        count = self.count + take.astype(jnp.int32)
+        return Records(steps, values, count, self.stride)._thin_if_full()
+
+    def _thin_if_full(self) -> "Records":
+        """When all slots are used, keep the records at even positions (steps that are
+        multiples of 2·stride, since records are stride apart from step 0) and double the
+        stride."""
+        size = self.step.shape[0]
+        full = self.count >= size
+        half = (size + 1) // 2
+        keep = jnp.arange(half, dtype=jnp.int32) * 2
+
+        def thin(buf, fill):
+            kept = buf[keep]
+            rest = jnp.full((size - half,) + buf.shape[1:], fill, buf.dtype)
+            return jnp.where(full, jnp.concatenate([kept, rest]), buf)
+
+        return Records(
+            thin(self.step, -1),
+            jax.tree_util.tree_map(lambda b: thin(b, 0), self.value),
+            jnp.where(full, jnp.asarray(half, jnp.int32), self.count),
+            jnp.where(full, 2 * self.stride, self.stride),
+        )
+
+
 class Trace(AbstractObserver):
     """Record ``fn(step, x, fx)`` along the run, at most ``size`` times.
 
     While the buffer has room, every step is recorded at the current stride (1 at first); when
-    it is full, every other record is dropped and the stride doubles. The records therefore
-    always span the whole run, with memory bounded by ``size`` whatever the number of steps.
-    Step 0 (the starting point) is recorded first.
+    it is full, every other record is dropped and the stride doubles (`Records`). The records
+    therefore always span the whole run, with memory bounded by ``size`` whatever the number of
+    steps. Step 0 (the starting point) is recorded first.
 
     Returns (in ``sol.stats[name]``) a dict with ``"step"`` (int32[size], −1 where unused),
     ``"value"`` (the records stacked along a leading axis of length ``size``) and ``"count"``
@@ -59,46 +122,13 @@ class Trace(AbstractObserver):
             )
         check_int("Trace", "size", self.size, low=2, high=2**24)
 
-    def _record(self, state, step, x, fx):
-        steps, values, count, stride = state
-        value = self.fn(step, x, fx)
-        take = (step % stride) == 0
-        steps = jnp.where(take, steps.at[count].set(step), steps)
-        values = jax.tree_util.tree_map(
-            lambda buf, v: jnp.where(take, buf.at[count].set(v), buf), values, value
-        )
-        count = count + take.astype(jnp.int32)
-        return _thin_if_full(steps, values, count, stride, self.size)
-
     def init(self, F, x0, fx0, theta):
-        value = jax.eval_shape(self.fn, jnp.zeros((), jnp.int32), x0, fx0)
-        steps = jnp.full((self.size,), -1, jnp.int32)
-        values = jax.tree_util.tree_map(lambda v: jnp.zeros((self.size,) + v.shape, v.dtype), value)
-        state = (steps, values, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32))
-        return self._record(state, jnp.zeros((), jnp.int32), x0, fx0)
+        zero = jnp.zeros((), jnp.int32)
+        records = Records.empty(self.size, jax.eval_shape(self.fn, zero, x0, fx0))
+        return records.add(zero, self.fn(zero, x0, fx0))
 
     def update(self, F, state, step, x, fx, theta):
-        return self._record(state, step, x, fx)
+        return state.add(step, self.fn(step, x, fx))
 
     def finish(self, state):
-        steps, values, count, _ = state
-        return {"step": steps, "value": values, "count": count}
-
-
-def _thin_if_full(steps, values, count, stride, size):
-    """When all ``size`` slots are used, keep the records at even positions (steps that are
-    multiples of 2·stride, since records are stride apart from step 0) and double the stride."""
-    full = count >= size
-    half = (size + 1) // 2
-    keep = jnp.arange(half, dtype=jnp.int32) * 2
-
-    def thin(buf, fill):
-        kept = buf[keep]
-        rest = jnp.full((size - half,) + buf.shape[1:], fill, buf.dtype)
-        return jnp.concatenate([kept, rest])
-
-    steps = jnp.where(full, thin(steps, -1), steps)
-    values = jax.tree_util.tree_map(lambda b: jnp.where(full, thin(b, 0), b), values)
-    count = jnp.where(full, jnp.asarray(half, jnp.int32), count)
-    stride = jnp.where(full, 2 * stride, stride)
-    return steps, values, count, stride
+        return {"step": state.step, "value": state.value, "count": state.count}

@@ -9,12 +9,12 @@ is the numerical check of Assumption A along the trajectory (THEORY.md §3).
 import jax
 import jax.numpy as jnp
 
+from .._observe import AbstractObserver, Records
 from .._options import check_int
-from . import _buffer, _flat
-from ._observer_base import ObserverBase
+from . import _flat
 
 
-class ContractionTrace(ObserverBase):
+class ContractionTrace(AbstractObserver):
     """Estimate ‖∂ₓF(x_k, θ)‖₂ at every step of the forward run.
 
     Arguments:
@@ -56,8 +56,8 @@ class ContractionTrace(ObserverBase):
     def init(self, F, x0, fx0, theta):
         v0 = _flat.flatten(_flat.random_direction(x0, self.seed))[0]
         estimate, v = self._power(F, x0, theta, v0)
-        buffer = _buffer.empty(self.size, {"norm": estimate.dtype})
-        return {"v": v, "last": estimate, "max": estimate, "buffer": buffer}
+        records = Records.empty(self.size, {"norm": estimate}).add(0, {"norm": estimate})
+        return {"v": v, "last": estimate, "max": estimate, "records": records}
 
     def update(self, F, state, step, x, fx, theta):
         estimate, v = self._power(F, x, theta, state["v"])
@@ -65,15 +65,15 @@ class ContractionTrace(ObserverBase):
             "v": v,
             "last": estimate,
             "max": jnp.maximum(state["max"], estimate),
-            "buffer": _buffer.record(state["buffer"], step, {"norm": estimate}),
+            "records": state["records"].add(step, {"norm": estimate}),
         }
 
     def finish(self, state):
-        buf = state["buffer"]
+        rec = state["records"]
         return {
-            "step": buf.step,
-            "norm": buf.values["norm"],
-            "count": buf.count,
+            "step": rec.step,
+            "norm": rec.value["norm"],
+            "count": rec.count,
             "last": state["last"],
             "max": state["max"],
         }

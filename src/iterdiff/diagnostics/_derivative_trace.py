@@ -16,28 +16,28 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._observe import AbstractObserver, Records
 from .._options import check_int
-from . import _buffer, _flat
-from ._observer_base import ObserverBase
+from . import _flat
 from ._rates import fit_rate
 
 DIVERGENCE_MARGIN = 1e-3  # a fitted derivative rate above 1 + margin is called divergent
 
 
-class DerivativeTrace(ObserverBase):
+class DerivativeTrace(AbstractObserver):
     """Record the piggyback derivative ẋ_k = J_k θ̇ of the iterations, step by step.
 
     Arguments:
         direction: θ̇, a pytree like θ (default: a random unit direction from ``seed``).
         reference: optional ẋ (pytree like x), e.g. a closed form; then the error
             ‖ẋ_k − reference‖ is recorded as well.
-        size: most records kept (thinned as the run grows; see `iterdiff.Trace`).
+        size: most records kept (thinned as the run grows, as `iterdiff.Trace` does).
         seed: seed of the default direction.
 
-    ``sol.stats[name]`` gets a dict: ``step``, ``delta`` (‖ẋ_k − ẋ_{k−1}‖), ``norm`` (‖ẋ_k‖),
+    ``sol.stats[name]`` gets a dict: ``step``, ``delta`` (‖ẋ_k − ẋ_{k−1}‖, 0 at step 0), ``norm`` (‖ẋ_k‖),
     ``residual`` (‖F(x_k) − x_k‖), ``error`` (NaN without reference) — arrays of ``size`` —
-    ``count``, ``tangent`` (ẋ_K, a pytree like x), ``last_delta`` (‖ẋ_{K+1} − ẋ_K‖, one step
-    beyond the run), ``derivative_rate`` and ``iterate_rate`` (fitted per-step rates of delta
+    ``count``, ``tangent`` (ẋ_K, a pytree like x), ``last_step`` (ẋ_{K+1} − ẋ_K, one step
+    beyond the run, a pytree like x) and its norm ``last_delta``, ``derivative_rate`` and ``iterate_rate`` (fitted per-step rates of delta
     and residual, `fit_rate`), and ``diverging`` (derivative rate > 1 + 1e-3 while the
     iterates converge).
 
@@ -61,40 +61,43 @@ class DerivativeTrace(ObserverBase):
             return _flat.random_direction(theta, self.seed)
         return self.direction
 
+    def _values(self, prev, cur, x, fx) -> dict:
+        """The record of step k: ‖ẋ_k − ẋ_{k−1}‖, ‖ẋ_k‖, ‖F(x_k) − x_k‖ and the error."""
+        error = jnp.full((), jnp.nan, _flat.widest_float(x))
+        if self.reference is not None:
+            error = _flat.norm(jax.tree_util.tree_map(jnp.subtract, cur, self.reference))
+        return {
+            "delta": _flat.norm(jax.tree_util.tree_map(jnp.subtract, cur, prev)),
+            "norm": _flat.norm(cur),
+            "residual": _flat.norm(jax.tree_util.tree_map(jnp.subtract, fx, x)),
+            "error": error,
+        }
+
     def init(self, F, x0, fx0, theta):
-        theta_dot = self._direction(theta)
+        # ẋ_0 = 0 (x0 does not depend on θ); step 0 is recorded with delta 0, which
+        # `fit_rate` ignores, so that the records are stride-aligned from step 0.
         zero = jax.tree_util.tree_map(jnp.zeros_like, x0)
-        first = jax.jvp(F, (x0, theta), (zero, theta_dot))[1]
-        dtype = _flat.widest_float(x0)
-        names = {k: dtype for k in ("delta", "norm", "residual", "error")}
-        return {"prev": zero, "cur": first, "buffer": _buffer.empty(self.size, names)}
+        first = jax.jvp(F, (x0, theta), (zero, self._direction(theta)))[1]
+        values = self._values(zero, zero, x0, fx0)
+        records = Records.empty(self.size, values).add(0, values)
+        return {"prev": zero, "cur": first, "records": records}
 
     def update(self, F, state, step, x, fx, theta):
         prev, cur = state["prev"], state["cur"]
-        diff = jax.tree_util.tree_map(jnp.subtract, cur, prev)
-        values = {
-            "delta": _flat.norm(diff),
-            "norm": _flat.norm(cur),
-            "residual": _flat.norm(jax.tree_util.tree_map(jnp.subtract, fx, x)),
-            "error": jnp.nan,
-        }
-        if self.reference is not None:
-            err = jax.tree_util.tree_map(jnp.subtract, cur, self.reference)
-            values["error"] = _flat.norm(err)
-        buffer = _buffer.record(state["buffer"], step, values)
+        records = state["records"].add(step, self._values(prev, cur, x, fx))
         nxt = jax.jvp(F, (x, theta), (cur, self._direction(theta)))[1]
-        return {"prev": cur, "cur": nxt, "buffer": buffer}
+        return {"prev": cur, "cur": nxt, "records": records}
 
     def finish(self, state):
-        buf = state["buffer"]
-        out = dict(buf.values)
-        out["step"] = buf.step
-        out["count"] = buf.count
+        rec = state["records"]
+        out = dict(rec.value)
+        out["step"] = rec.step
+        out["count"] = rec.count
         out["tangent"] = state["prev"]
-        last = jax.tree_util.tree_map(jnp.subtract, state["cur"], state["prev"])
-        out["last_delta"] = _flat.norm(last)
-        out["derivative_rate"] = fit_rate(buf.values["delta"], buf.step)
-        out["iterate_rate"] = fit_rate(buf.values["residual"], buf.step)
+        out["last_step"] = jax.tree_util.tree_map(jnp.subtract, state["cur"], state["prev"])
+        out["last_delta"] = _flat.norm(out["last_step"])
+        out["derivative_rate"] = fit_rate(rec.value["delta"], rec.step)
+        out["iterate_rate"] = fit_rate(rec.value["residual"], rec.step)
         out["diverging"] = diverging(out)
         return out
 
