@@ -37,14 +37,11 @@ def weight(inside, outside, s, dtype) -> Array:
 
 
 def floats(*arrays) -> list[Array]:
-    """Cast to one floating dtype (the widest of the inputs; the default float for ints)."""
+    """Cast every argument to the first one's floating dtype (the default float if it is an
+    integer): parameters follow x, so a float32 x with a Python or float64 λ stays float32."""
     arrays = [jnp.asarray(a) for a in arrays]
-    dtype = None
-    for a in arrays:
-        d = a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else None
-        if d is not None:
-            dtype = d if dtype is None else jnp.promote_types(dtype, d)
-    if dtype is None:
+    dtype = arrays[0].dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.zeros(()).dtype  # the default float (float64 under x64)
     return [a.astype(dtype) for a in arrays]
 
