@@ -108,5 +108,5 @@ def project_affine_set(x, A, b):
         )
     y = v - jnp.linalg.pinv(A) @ (A @ v - b)
     residual = l2_norm(A @ y - b)
-    tol = np.sqrt(float(jnp.finfo(v.dtype).eps)) * (l2_norm(A) * l2_norm(y) + l2_norm(b))
+    tol = float(np.sqrt(jnp.finfo(v.dtype).eps)) * (l2_norm(A) * l2_norm(y) + l2_norm(b))
     return unflatten(jnp.where(residual <= tol, y, jnp.full_like(y, jnp.nan)))

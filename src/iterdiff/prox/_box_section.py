@@ -56,7 +56,7 @@ def _solve(v, lower, upper, w, c):
     delta = jnp.where(slope > 0, -value / jnp.where(slope > 0, slope, 1.0), 0.0)
     delta = jnp.clip(delta, 0.0, b_next - b_k)
     scale = jnp.sum(jnp.abs(w) * (jnp.abs(lower) + jnp.abs(upper))) + jnp.abs(c)
-    tol = BAND * np.sqrt(size) * eps(v.dtype) * scale
+    tol = float(BAND * np.sqrt(size) * eps(v.dtype)) * scale
     feasible = (phi_at(0) <= tol) & (phi_at(size - 1) >= -tol)
     return b_k, delta, tl, tu, feasible
 
@@ -64,6 +64,11 @@ def _solve(v, lower, upper, w, c):
 def _value(v, lower, upper, w, c):
     b_k, delta, tl, _, feasible = _solve(v, lower, upper, w, c)
     y = jnp.clip(lower + ((b_k - tl) + delta) * w, lower, upper)
+    # The breakpoints are rounded to ε·|x/w|: when a coordinate's free interval (u − l)/|w| is
+    # shorter than that (float32, |x| ≳ 1e7·(u − l)), the piece may be missed; flag it.
+    scale = jnp.sum(jnp.abs(w) * (jnp.abs(lower) + jnp.abs(upper))) + jnp.abs(c)
+    tol = float(BAND * np.sqrt(v.size) * eps(v.dtype)) * scale
+    feasible = feasible & (jnp.abs(jnp.dot(w, y) - c) <= tol)
     return jnp.where(feasible, y, jnp.full_like(y, jnp.nan))
 
 
@@ -111,6 +116,9 @@ def project_box_section(x, lower, upper, w, c, *, at_kink=0.0):
     (1 − d)ḃ (b the bound touched) and ν̇ = (ċ − ẇᵀy − Σ w_i(d_i(ẋ_i + νẇ_i) + (1 − d_i)ḃ_i))/Σ d_i w_i².
     ``at_kink`` at coordinates with x_i + νw_i exactly on a bound: 1 free, 0 clipped (default),
     fractional s mixes the two pieces. ν̇ = 0 when no coordinate is free (ν is not unique).
+    Accuracy: y is exact to rounding of the breakpoints (l − x)/w; when a free interval
+    (u − l)/|w| is below ε·|x/w| (float32 with |x| ≳ 1e7·(u − l)) a missed piece is flagged
+    with NaN rather than returned infeasible.
     An empty set (c outside [Σ min(w l, w u), Σ max(w l, w u)]) raises a ValueError for
     concrete inputs and gives NaN under tracing.
     """

@@ -29,7 +29,18 @@ def _rows(A, b, E, d):
 def _solve(v, A, b, E, d, max_steps):
     """(y, μ, active, feasible) after the interior-point solve and the polish."""
     n, p = v.shape[0], b.shape[0]
-    qp = QPParams(jnp.eye(n, dtype=v.dtype), -v, E, d, A, b)
+    # The interior point runs in the default float: InteriorPointQP.init builds float64 blocks
+    # (jnp.eye) that strict promotion refuses next to float32 data. It only finds the active
+    # set; the polish below is done in x's dtype.
+    wide = jnp.zeros(()).dtype
+    qp = QPParams(
+        jnp.eye(n, dtype=wide),
+        -v.astype(wide),
+        E.astype(wide),
+        d.astype(wide),
+        A.astype(wide),
+        b.astype(wide),
+    )
     qp = jax.tree_util.tree_map(jax.lax.stop_gradient, qp)
     import iterdiff as itd  # the public entry point (imported late: this module is part of it)
 
@@ -39,7 +50,7 @@ def _solve(v, A, b, E, d, max_steps):
     active = jnp.concatenate([state.z > state.s, jnp.ones(E.shape[0], bool)])
     C, r = _rows(A, b, E, d)
     y, mu = project_rows(v, C, r, active)
-    root_eps = np.sqrt(eps(v.dtype))
+    root_eps = float(np.sqrt(eps(v.dtype)))
     row_norm = jnp.sqrt(jnp.sum(A * A, axis=1))
     primal = jnp.all(A @ y - b <= root_eps * (row_norm * l2_norm(y) + jnp.abs(b)))
     dual = jnp.all(mu[:p] * row_norm >= -root_eps * (l2_norm(v) + l2_norm(y)))
@@ -51,7 +62,7 @@ def _sides(v, A, b, E, d, max_steps):
     weakly active (zero multiplier and zero slack, within √ε of the problem's scale)."""
     y, mu, active, _ = _solve(v, A, b, E, d, max_steps)
     p = b.shape[0]
-    root_eps = np.sqrt(eps(v.dtype))
+    root_eps = float(np.sqrt(eps(v.dtype)))
     row_norm = jnp.sqrt(jnp.sum(A * A, axis=1))
     small_multiplier = mu[:p] * row_norm <= root_eps * (l2_norm(v) + l2_norm(y))
     small_slack = b - A @ y <= root_eps * (row_norm * l2_norm(y) + jnp.abs(b))

@@ -42,6 +42,9 @@ def _constraints(S, support):
 
 
 def _polish(S, a, b, support):
+    # Off the support P = 0 whatever S is there (‖P − S‖² separates), so S is zeroed there:
+    # its possibly huge entries would otherwise enter the least-squares solve.
+    S = jnp.where(support, S, jnp.zeros_like(S))
     C, on = _constraints(S, support)
     r = jnp.concatenate([a, b, jnp.zeros(S.size, S.dtype)])
     active = jnp.concatenate([jnp.ones(a.size + b.size, bool), ~on])
@@ -49,9 +52,18 @@ def _polish(S, a, b, support):
     return y.reshape(S.shape), mu
 
 
+def _center(S):
+    """S minus its row maxima, then minus its column maxima (held constant under AD). The
+    projection is unchanged (⟨P, u1ᵀ + 1vᵀ⟩ = uᵀa + vᵀb on the polytope), and the entries that
+    can reach the support become O(a, b) exactly (Sterbenz), so |S| ≫ a, b loses nothing."""
+    S = S - jax.lax.stop_gradient(jnp.max(S, axis=1, keepdims=True))
+    return S - jax.lax.stop_gradient(jnp.max(S, axis=0, keepdims=True))
+
+
 def _solve(S, a, b, max_sweeps):
+    S = _center(S)
     n, m = S.shape
-    tol = BAND * np.sqrt(n + m) * eps(S.dtype) * (jnp.sum(jnp.abs(b)) + jnp.max(jnp.abs(S)))
+    tol = float(BAND * np.sqrt(n + m) * eps(S.dtype)) * (jnp.sum(jnp.abs(b)) + jnp.max(jnp.abs(S)))
 
     def sweep(carry):
         alpha, beta, _, k = carry
@@ -96,7 +108,9 @@ def _make(max_sweeps):
 
         def tangent_of(d):
             return jax.jvp(
-                lambda S, a, b: _polish(S, a, b, d > 0.5)[0], (S, a, b), (S_dot, a_dot, b_dot)
+                lambda S, a, b: _polish(_center(S), a, b, d > 0.5)[0],
+                (S, a, b),
+                (S_dot, a_dot, b_dot),
             )[1]
 
         return project(S, a, b, s), two_pieces(tangent_of, inside, outside, s)
