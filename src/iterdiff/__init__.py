@@ -26,5 +26,6 @@ from ._solvers import Picard as Picard
 from ._tree import max_norm as max_norm
 from ._tree import rms_norm as rms_norm
 from ._tree import two_norm as two_norm
+from .diagnostics import Auto as Auto
 
 __version__ = "0.1.0"

@@ -115,7 +115,8 @@ def _solve(problem: Problem, mode: AbstractMode, x0, params):
 
     def outputs(carry, params):
         main = (carry.iterate.x, carry.steps, carry.residual, problem.rule_status(carry))
-        return main, (carry.aux, problem.observe(params).finish(carry.observed))
+        stats = problem.observe(params).finish(carry.observed)
+        return main, (carry.aux, {**stats, **_mode_stats(mode, problem, carry, params)})
 
     @jax.custom_jvp
     def solve(x0, params):
@@ -131,6 +132,23 @@ def _solve(problem: Problem, mode: AbstractMode, x0, params):
 
     solve.defjvp(solve_jvp, symbolic_zeros=True)
     return solve(x0, params)
+
+
+def _mode_stats(mode: AbstractMode, problem: Problem, carry, params) -> dict:
+    """What the mode adds to ``Solution.stats`` from the finished loop: a mode may define
+    ``stats(problem, carry, params) -> dict`` (e.g. `Auto` records the mode it chose and why);
+    its inputs are not differentiated. TODO(core): a default ``stats`` on AbstractMode."""
+    stats = getattr(mode, "stats", None)
+    if stats is None:
+        return {}
+    out = stats(problem, carry, jax.lax.stop_gradient(params))
+    clash = sorted(set(out) & set(problem.observers))
+    if clash:
+        raise ValueError(
+            f"fixed_point(observe=...): the name(s) {clash} are used by the mode "
+            f"{type(mode).__name__} for its own record in Solution.stats; rename the observer."
+        )
+    return out
 
 
 def _flag_failure(x_dot, tangents, result, mode: AbstractMode, throw: bool):
