@@ -22,7 +22,7 @@ works under jit, vmap and every transform like the other modes (a choice made at
 would need concrete values, which jit does not have). The price: all four rules are compiled,
 and under vmap with different choices per member every branch runs (a switch with a batched
 index becomes a select). The measurements cost about 4·min(dim x, krylov_steps) JVPs/VJPs of F
-at x_K, once for ``Solution.stats`` and once more when differentiating.
+at x_K (once per solve, shared by the derivative and ``Solution.stats``).
 
 ``sol.stats["auto"]`` records the choice: ``choice`` (int32, an index into `Auto.CHOICES`),
 ``converged``, ``operator_norm`` (‖A‖), ``sigma_min`` and ``sigma_max`` (of I − A);
@@ -44,6 +44,7 @@ from . import _flat
 from ._krylov import extreme_singular_values
 
 UNROLLED, ONE_STEP, LEAST_SQUARES, IMPLICIT = range(4)
+_RECORD = "iterdiff.Auto"  # key of the measurement carried to `stats` (not an observer name)
 
 
 class Auto(AbstractMode):
@@ -134,14 +135,18 @@ class Auto(AbstractMode):
         }
 
     def stats(self, problem, carry, params) -> dict:
-        """``Solution.stats["auto"]`` (called by `fixed_point` on the finished loop)."""
-        return {"auto": self.measure(problem, carry, params)}
+        """``Solution.stats["auto"]`` (called by `fixed_point` on the finished loop): the
+        record `jvp` left beside the observer states, or a new measurement."""
+        record = carry.observed.get(_RECORD)
+        return {"auto": self.measure(problem, carry, params) if record is None else record}
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
         carry = problem.run(x0, params)
         if not Live.of(x0_dot, params_dot).any:
             return carry, tree.zeros_like(x0)
-        choice = self.measure(problem, carry, params)["choice"]
+        record = self.measure(problem, carry, params)
+        choice = record["choice"]
+        carry = carry._replace(observed={**carry.observed, _RECORD: record})  # for `stats`
         quiet = problem._replace(throw=False, observers={})
         # the rules at x_K restart the loop there with no step to take
         at_x = quiet._replace(rule=quiet.rule._replace(max_steps=0))
