@@ -91,7 +91,8 @@ class Auto(AbstractMode):
                     f"{type(getattr(self, name)).__name__}."
                 )
 
-    def _rules(self) -> tuple[AbstractMode, ...]:
+    def rules(self) -> tuple[AbstractMode, ...]:
+        """The four rules, in the order of `CHOICES`."""
         return (Unrolled(), OneStep(), Implicit(self.least_squares), Implicit(self.linear_solver))
 
     def measure(self, problem, carry, params) -> dict:
@@ -151,7 +152,7 @@ class Auto(AbstractMode):
         # the rules at x_K restart the loop there with no step to take
         at_x = quiet._replace(rule=quiet.rule._replace(max_steps=0))
         x = jax.lax.stop_gradient(carry.iterate.x)
-        unrolled, one_step, least_squares, implicit = self._rules()
+        unrolled, one_step, least_squares, implicit = self.rules()
 
         def branch(mode, problem, start):
             return lambda: mode.jvp(problem, start, params, x0_dot, params_dot)[1]

@@ -72,8 +72,9 @@ class ErrorEstimates(NamedTuple):
 
         if isinstance(mode, itd.Implicit):
             return self.implicit
-        if isinstance(mode, itd.Truncated):
-            return self.truncated(mode.k)
+        k = last_steps(mode)
+        if k is not None:
+            return self.truncated(k)
         if isinstance(mode, itd.Unrolled):
             return self.unrolled
         return float("nan")
@@ -145,7 +146,7 @@ def error_estimates(
     estimates = ErrorEstimates(
         c, forward, _norm(tangent), implicit, unrolled, tuple(terms), steps, float("nan")
     )
-    estimates = estimates._replace(mode=estimates.for_mode(sol.mode))
+    estimates = estimates._replace(mode=estimates.for_mode(rule_used(sol)))
     if warn:
         from ._warn import warn_about
 
@@ -157,6 +158,24 @@ def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
     """The estimated error of the derivative of ``sol`` in its own mode (see `error_estimates`,
     whose keyword arguments this takes)."""
     return error_estimates(sol, F, theta, **kwargs).mode
+
+
+def last_steps(mode) -> int | None:
+    """k for `Truncated(k)`, 1 for `OneStep`, None for the other modes."""
+    import iterdiff as itd
+
+    if isinstance(mode, itd.OneStep):
+        return 1
+    return mode.k if isinstance(mode, itd.Truncated) else None
+
+
+def rule_used(sol):
+    """The Solution's mode, or for `Auto` the rule it chose (from ``sol.stats["auto"]``)."""
+    from ._auto import Auto
+
+    if isinstance(sol.mode, Auto) and "auto" in sol.stats:
+        return sol.mode.rules()[int(np.asarray(sol.stats["auto"]["choice"]))]
+    return sol.mode
 
 
 def trace_record(sol) -> dict | None:

@@ -18,9 +18,8 @@ ONE_STEP_FAR = 1e-2  # ‖∂ₓF‖ᵏ above this makes OneStep/Truncated(k) do
 
 def warn_about(sol, est, *, stacklevel: int = 3) -> list:
     """Issue one warning per doubt found in ``sol`` and its `ErrorEstimates`; return them."""
-    import iterdiff as itd
 
-    from ._estimates import trace_record
+    from ._estimates import last_steps, rule_used, trace_record
 
     issued = []
 
@@ -65,9 +64,10 @@ def warn_about(sol, est, *, stacklevel: int = 3) -> list:
             "Implicit(linear_solver=LeastSquares()) with a readout that does not see the "
             "null direction, or mode=Unrolled().",
         )
-    mode = sol.mode
-    if isinstance(mode, itd.Truncated) and c.operator_norm**mode.k > ONE_STEP_FAR:
-        rel = est.truncated(mode.k) / max(est.derivative_norm, 1e-300)
+    mode = rule_used(sol)
+    k = last_steps(mode)
+    if k is not None and c.operator_norm**k > ONE_STEP_FAR:
+        rel = est.truncated(k) / max(est.derivative_norm, 1e-300)
         warn(
             OneStepWarning,
             f"{type(mode).__name__} with ‖∂ₓF‖ = {c.operator_norm:.3g} at the solution: its "
