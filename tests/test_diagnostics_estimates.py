@@ -5,6 +5,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import iterdiff as itd
@@ -74,6 +75,23 @@ def test_each_estimate_bounds_the_true_error(make):
     x_err = _flat.norm(jax.tree_util.tree_map(jnp.subtract, sol.value, case.exact(case.theta)))
     if null is None:  # forward error: r/σ_min bounds ‖x_K − x̄‖ exactly for affine F
         assert float(x_err) <= 1.01 * est.forward_error
+    _check_contraction(case, est.contraction)
+
+
+def _check_contraction(case, c):
+    """The contraction checks where the zoo makes them sharp (against dense linear algebra)."""
+    if case.name == "logistic_newton":  # ∂ₓF(x̄) = 0 for Newton
+        assert c.operator_norm < 1e-8 and c.condition < 1 + 1e-8
+    if case.name == "sinkhorn":  # the gauge: I − ∂ₓF singular along the constant vector
+        A, _ = zoo.dense_pieces(case, case.exact(case.theta), case.theta)
+        assert c.singular and c.condition > 1e12
+        assert abs(c.operator_norm - 1) < 1e-10 and abs(c.spectral_radius - 1) < 1e-10
+        v = _flat.flatten(c.null_vector)[0]
+        assert abs(abs(float(jnp.sum(v))) / float(jnp.sqrt(1.0 * v.shape[0])) - 1) < 1e-8
+        s = np.linalg.svd(np.eye(A.shape[0]) - np.asarray(A), compute_uv=False)
+        assert abs(c.sigma_min_off_null - s[-2]) < 1e-6  # at x_K, s at x̄
+    else:
+        assert not c.singular
 
 
 def _ridge_solution(mode, max_steps=2000):

@@ -92,7 +92,11 @@ def contraction(
     before trusting a small condition number of a large system.
     """
     krylov_dim = check_int("contraction", "krylov_dim", krylov_dim)
-    lin = linearize(F, x, theta)
+    return contraction_of(linearize(F, x, theta), krylov_dim, seed)
+
+
+def contraction_of(lin: Linearization, krylov_dim: int, seed: int) -> Contraction:
+    """`contraction` from a `Linearization` already built (no new compilation)."""
     v0 = _start(lin, seed)
     a = golub_kahan(lin.A, lin.AT, v0, krylov_dim)
     m = golub_kahan(lambda v: v - lin.A(v), lambda w: w - lin.AT(w), v0, krylov_dim)

@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._options import check_int
 from . import _flat
-from ._contraction import DEFAULT_KRYLOV_DIM, Contraction, contraction
+from ._contraction import DEFAULT_KRYLOV_DIM, Contraction, contraction_of
 from ._linearize import linearize
 
 REFERENCE_TOL = 1e-12  # relative residual of the estimator's own linear solves
@@ -120,8 +121,9 @@ def error_estimates(
     """
     x = sol.value
     theta_dot = _flat.random_direction(theta, seed) if direction is None else direction
-    c = contraction(F, x, theta, krylov_dim=krylov_dim, seed=seed)
+    krylov_dim = check_int("error_estimates", "krylov_dim", krylov_dim)
     lin = linearize(F, x, theta)
+    c = contraction_of(lin, krylov_dim, seed)
     project = _projector(c, lin)
     sigma = c.sigma_min_off_null
     r = lin.fx - lin.x
