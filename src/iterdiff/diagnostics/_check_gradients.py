@@ -100,7 +100,8 @@ def check_gradients(
     max_steps = check_int("check_gradients", "max_steps", max_steps)
     if modes is None:
         modes = (itd.Implicit(), itd.Unrolled(), itd.Truncated(10), itd.OneStep())
-    readout = (lambda x, t: x) if readout is None else readout
+    identity = readout is None
+    readout = (lambda x, t: x) if identity else readout
     theta_dot = _flat.random_direction(theta, seed) if direction is None else direction
     flat_theta = _flat.flatten(theta)[0]
     if fd_step is None:
@@ -110,7 +111,7 @@ def check_gradients(
 
     sol = itd.fixed_point(F, x0, theta, max_steps=max_steps, throw=False)
     est = error_estimates(sol, F, theta, direction=theta_dot, seed=seed, warn=False)
-    scale = _readout_norm(readout, sol.value, theta, seed)
+    scale = 1.0 if identity else _readout_norm(readout, sol.value, theta, seed)
 
     rows = []
     for mode in modes:

@@ -130,10 +130,11 @@ def error_estimates(
     forward = _norm(project(r)) / sigma
 
     b = lin.B(theta_dot)
-    tangent = project(_solve(lin, b))
-    d = _solve(lin, r)
+    solve = _solver(lin)
+    tangent = project(solve(b))
+    d = solve(r)
     shifted = linearize(F, lin.unflatten(lin.x + d), theta)
-    tangent_shifted = project(_solve(shifted, shifted.B(theta_dot)))
+    tangent_shifted = project(_solver(shifted)(shifted.B(theta_dot)))
     tau = _linear_tol(sol.mode, linear_tol, lin.x.dtype)
     b_norm = _norm(b)
     implicit = _norm(tangent_shifted - tangent) + (tau + 2 * REFERENCE_TOL) * b_norm / sigma
@@ -226,17 +227,27 @@ def _projector(c: Contraction, lin):
     return lambda v: np.asarray(v) - u * (u @ np.asarray(v))
 
 
-def _solve(lin, b) -> np.ndarray:
-    """(I − A) v = b, the minimum-norm solution (consistent singular systems too): dense
-    least squares up to DENSE_MAX unknowns (n JVPs), else jax.scipy GMRES at 1e-12."""
-    b = jnp.asarray(b)
+def _solver(lin) -> Callable[[Any], np.ndarray]:
+    """b ↦ the minimum-norm solution of (I − A) v = b (consistent singular systems too):
+    dense least squares up to DENSE_MAX unknowns (I − A built once, n JVPs), else jax.scipy
+    GMRES at 1e-12."""
     if lin.n <= DENSE_MAX:
-        M = np.eye(lin.n) - np.asarray(jax.vmap(lin.A)(jnp.eye(lin.n, dtype=b.dtype)).T)
-        return np.linalg.lstsq(M, np.asarray(b), rcond=None)[0]
-    v, _ = jax.scipy.sparse.linalg.gmres(
-        lambda u: u - lin.A(u), b, tol=REFERENCE_TOL, atol=0.0, restart=50, maxiter=20
-    )
-    return np.asarray(v)
+        eye = jnp.eye(lin.n, dtype=lin.x.dtype)
+        M = np.eye(lin.n) - np.asarray(jax.vmap(lin.A)(eye).T)
+        return lambda b: np.linalg.lstsq(M, np.asarray(b), rcond=None)[0]
+
+    def solve(b):
+        v, _ = jax.scipy.sparse.linalg.gmres(
+            lambda u: u - lin.A(u),
+            jnp.asarray(b),
+            tol=REFERENCE_TOL,
+            atol=0.0,
+            restart=50,
+            maxiter=20,
+        )
+        return np.asarray(v)
+
+    return solve
 
 
 def _norm(v) -> float:
