@@ -82,7 +82,7 @@ def test_steps_count_matvecs():
 
     for solver in [ls.GMRES(max_steps=7, restart=3), ls.BiCGStab()]:
         calls.clear()
-        _, stats = jax.jit(lambda b: solver.solve(matvec, b))(B)
+        _, stats = jax.jit(lambda b, s=solver: s.solve(matvec, b))(B)
         # The conditioning probe is not counted; the residual of the last sweep is the final
         # check (neither counted).
         assert len(calls) - 2 == int(stats.steps) <= solver.max_steps
