@@ -378,3 +378,28 @@ def test_half_precision_and_integer_leaves_are_rejected(dtype):
 
 def test_default_tol_follows_the_least_precise_leaf():
     assert ls.default_tol(jnp.float64) == 1e-10 and ls.default_tol(jnp.float32) == 1e-5
+
+
+# The tree helpers added for the linear solvers.
+
+
+def test_tree_ravel_round_trip_keeps_dtypes_under_strict_promotion():
+    from iterdiff import _tree
+
+    x = {"a": jnp.arange(3, dtype=jnp.float32), "b": jnp.ones((2, 2))}
+    vec, unravel = _tree.ravel(x)
+    assert vec.dtype == jnp.float64 and vec.shape == (7,)
+    back = unravel(vec)
+    assert back["a"].dtype == jnp.float32 and back["b"].shape == (2, 2)
+    np.testing.assert_array_equal(back["a"], x["a"])
+
+
+def test_tree_scale_wide_forms_the_product_in_the_widest_dtype():
+    from iterdiff import _tree
+
+    x = {"a": jnp.asarray([1e-30], jnp.float32), "b": jnp.asarray([1e-160])}
+    y = _tree.scale_wide(jnp.asarray(1e160), x)  # 1e160 is inf in float32
+    assert y["a"].dtype == jnp.float32 and float(y["a"][0]) == np.inf
+    np.testing.assert_allclose(y["b"], [1.0])
+    z = _tree.scale_wide(jnp.asarray(1e30), {"a": jnp.asarray([1e-30], jnp.float32)})
+    np.testing.assert_allclose(z["a"], [1.0], rtol=1e-6)
