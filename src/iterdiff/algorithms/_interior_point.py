@@ -104,10 +104,12 @@ class InteriorPointQP(AbstractAlgorithm):
         G, h = _pair("G", "h", p.G, p.h, n, dtype)
         return QPParams(Q.astype(dtype), q.astype(dtype), A, b, G, h)
 
-    def init(self, theta) -> QPState:
-        """Mehrotra-style start: the solution of the equality-constrained least-squares problem
+    def init(self, theta, x0=None) -> QPState:
+        """``x0`` (a `QPState`, e.g. a previous solution) or a Mehrotra-style start: the solution of the equality-constrained least-squares problem
         [[Q, Aᵀ, Gᵀ], [A, 0, 0], [G, 0, −I]] (x, y, z) = (−q, b, h), with s = h − Gx and z
         shifted so that min(s), min(z) ≥ 1."""
+        if x0 is not None:
+            return x0
         Q, q, A, b, G, h = self.problem(theta)
         n, m, p = q.shape[0], b.shape[0], h.shape[0]
         zeros = jnp.zeros
