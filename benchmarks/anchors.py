@@ -8,7 +8,9 @@ points, cost and ε). Stopping rules, as set:
 * jaxopt ``FixedPointIteration``: stops when ‖F(x) − x‖₂ ≤ tol (absolute). "defaults": tol =
   1e-5 and the implicit linear system by normal-equation CG (its default, tol 1e-5); "tight":
   tol and the CG tolerance at the benchmark's tolerance. ``maxiter`` is raised to the problem's
-  max_steps (the default, 100, stops most of these problems early).
+  max_steps (the default, 100, stops most of these problems early); with ``unroll`` jaxopt runs
+  and stores all ``maxiter`` steps, so there maxiter = 1.1·K + 10, K the steps the hand-written
+  loop needs at the benchmark's tolerance.
 * optimistix ``FixedPointIteration``: stops when max_i |Δx_i|/(atol + rtol|x_i|) < 1; it has no
   default tolerance: "defaults" uses rtol = atol = 1e-8 with the default ``ImplicitAdjoint()``
   (lineax ``AutoLinearSolver``: a dense LU of the materialised Jacobian); "tight" uses the
@@ -21,7 +23,7 @@ points, cost and ε). Stopping rules, as set:
 import functools
 import importlib.util
 
-from .methods import Method, readout_loss
+from .methods import Method, readout_loss, steps_needed
 
 
 def available(name):
@@ -41,9 +43,10 @@ def jaxopt_fixed_point(tol=None, unroll=False):
             kwargs["implicit_diff_solve"] = functools.partial(
                 jaxopt.linear_solve.solve_normal_cg, tol=bench_tol
             )
+        maxiter = int(1.1 * steps_needed(problem, bench_tol)) + 10 if unroll else problem.max_steps
         solver = jaxopt.FixedPointIteration(
             fixed_point_fun=problem.F,
-            maxiter=problem.max_steps,
+            maxiter=maxiter,
             implicit_diff=not unroll,
             **kwargs,
         )

@@ -67,11 +67,16 @@ def handwritten_while_loop(problem, tol):
     return solve, None
 
 
+def steps_needed(problem, tol):
+    """K: the steps the hand-written loop takes to reach ``tol``."""
+    solve = jax.jit(plain_while_loop(problem.F, problem.x0, problem.max_steps, tol))
+    return int(solve(problem.theta)[1])
+
+
 def scan_autodiff(problem, tol):
     """Plain `jax.grad` through `lax.scan` of exactly K steps, K from the hand-written loop
     at the same tolerance (memory O(K), no checkpointing)."""
-    _, K = jax.jit(plain_while_loop(problem.F, problem.x0, problem.max_steps, tol))(problem.theta)
-    K = int(K)
+    K = steps_needed(problem, tol)
 
     def solve_state(theta):
         def body(x, _):
