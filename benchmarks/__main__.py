@@ -80,13 +80,7 @@ def run_tables(args, out):
                 continue
             start = time.perf_counter()
             try:
-                row = measure.measure(
-                    problem,
-                    method,
-                    repeats=args.repeats,
-                    time_budget_s=args.budget,
-                    memory_limit_bytes=args.memory_limit_gib * 2**30,
-                )
+                row = measure.measure(problem, method, **measure.options(args))
             except Exception as error:  # an anchor that fails is reported, not fatal
                 row = measure.Row(problem.name, method.name, note=f"failed: {error!r:.120}")
             rows.append(row)

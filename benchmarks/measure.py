@@ -97,6 +97,15 @@ class Row:
     note: str = ""
 
 
+def options(args):
+    """The keyword arguments of `measure` from the command line's options."""
+    return dict(
+        repeats=args.repeats,
+        time_budget_s=args.budget,
+        memory_limit_bytes=args.memory_limit_gib * 2**30,
+    )
+
+
 def measure(problem, method, *, repeats, time_budget_s, memory_limit_bytes):
     """Measure ``method`` (see `benchmarks.methods`) on ``problem``; returns a `Row`."""
     solve, loss = method.make(problem)

@@ -106,13 +106,7 @@ def size_curve(args, sizes):
     for n in sizes:
         problem = problems.with_reference(problems.ridge(2 * n, n))
         for method in chosen:
-            row = measure.measure(
-                problem,
-                method,
-                repeats=args.repeats,
-                time_budget_s=args.budget,
-                memory_limit_bytes=args.memory_limit_gib * 2**30,
-            )
+            row = measure.measure(problem, method, **measure.options(args))
             data.append(dict(method=method.name, size=n, **_numbers(row)))
             print(f"  n={n} {method.name}: ratio {row.ratio:.2f}", flush=True)
     return data
