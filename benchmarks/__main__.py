@@ -4,6 +4,7 @@
     python -m benchmarks --quick                  # tiny sizes, a smoke run (seconds)
     python -m benchmarks --problems ridge qp --methods iterdiff
     python -m benchmarks scaling                  # only the scaling figures
+    python -m benchmarks kkt                      # reverse mode through the KKT solve
 
 Writes the tables to stdout and, with --out DIR, rows.json, tables.md and the figures there.
 """
@@ -37,7 +38,9 @@ def parse(argv):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("what", nargs="?", choices=["tables", "scaling", "all"], default="all")
+    parser.add_argument(
+        "what", nargs="?", choices=["tables", "scaling", "kkt", "all"], default="all"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (smoke run)")
     parser.add_argument("--problems", nargs="+", choices=list(problems.FULL), default=None)
     parser.add_argument(
@@ -112,6 +115,10 @@ def main(argv=None):
         from . import scaling
 
         scaling.run(args, args.out)
+    if args.what in ("kkt", "all"):
+        from . import kkt
+
+        kkt.run(args)
     return 0
 
 
