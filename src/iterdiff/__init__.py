@@ -20,4 +20,10 @@ from ._solvers import AbstractSolver as AbstractSolver
 from ._solvers import Anderson as Anderson
 from ._solvers import Picard as Picard
 
+# isort: off
+# Layers above the core use the public names above, so they are imported after them.
+from . import bilevel as bilevel
+
+# isort: on
+
 __version__ = "0.1.0"
