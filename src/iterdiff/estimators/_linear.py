@@ -14,15 +14,13 @@ forward–backward: Bertrand et al., "Implicit differentiation of Lasso-type mod
 hyperparameter optimization", ICML 2020.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import algorithms, fixed_point, prox
+from .. import algorithms, prox
 from .._options import check_number
 from ._base import HyperparameterTuner, as_jax, check_positive_init, float_dtype
 from ._splits import bucket, make_splits, pad_rows_cols, split_weights
@@ -67,20 +65,12 @@ def _predict_fold(w, X, y, t, intercept):
 
 
 def validation_loss(W, alpha, data):
-    """Mean over folds of the validation mean squared error."""
+    """Mean over the validation folds of the validation mean squared error."""
     pred = jax.vmap(_predict_fold, in_axes=(0, None, None, 0, None))(
         W, data["X"], data["y"], data["train_w"], data["intercept"]
     )
     errors = jnp.sum(data["val_w"] * (data["y"] - pred) ** 2, axis=1)
-    return jnp.mean(errors)
-
-
-@functools.partial(jax.jit, static_argnames=("tol", "max_steps"))
-def _solve(alpha, W0, data, *, tol, max_steps):
-    sol = fixed_point(
-        lambda W, a: inner_map(W, a, data), W0, alpha, tol=tol, max_steps=max_steps, throw=False
-    )
-    return sol.value, sol.converged, sol.steps
+    return jnp.sum(data["fold_w"] * errors)
 
 
 def _lipschitz(X, y_weights, intercept: bool) -> float:
@@ -99,15 +89,16 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
     def _data(self, X, y, splits):
         """The padded data of every fold (see `bucket`)."""
         (n, p), dtype = X.shape, X.dtype
-        train_w, val_w = split_weights(splits, n, dtype)
+        train_w, val_w, fold_w = split_weights(splits, n, dtype)
         step = np.array([1.0 / _lipschitz(X, t, self.fit_intercept) for t in train_w], dtype)
         rows, cols = bucket(n), bucket(p)
         return as_jax(
             {
                 "X": pad_rows_cols(X, rows, cols),
                 "y": pad_rows_cols(y, rows, cols),
-                "train_w": pad_rows_cols(train_w, len(splits), rows),
-                "val_w": pad_rows_cols(val_w, len(splits), rows),
+                "train_w": pad_rows_cols(train_w, len(fold_w), rows),
+                "val_w": pad_rows_cols(val_w, len(fold_w), rows),
+                "fold_w": fold_w,
                 "step": step,
                 "l1_ratio": np.asarray(self._ratio(), dtype),
                 "intercept": np.asarray(1.0 if self.fit_intercept else 0.0, dtype),
@@ -144,7 +135,7 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
         )
         data = self._data(X, y, splits)
         p = X.shape[1]
-        W0 = jnp.zeros((len(splits), bucket(p)), dtype)
+        W0 = jnp.zeros((len(splits) + 1, bucket(p)), dtype)
         alpha0 = self.alpha_init
         if alpha0 is None:
             alpha0 = 0.1 * self._alpha_max(X, y)
@@ -172,21 +163,7 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
         alpha = np.asarray(best.best_theta)
         self.alpha_ = alpha[:p] if alpha.ndim else alpha
 
-        full = self._data(X, y, [(np.arange(X.shape[0]), np.arange(X.shape[0]))])
-        W_start = jnp.mean(jnp.asarray(best.best_x), axis=0, keepdims=True)
-        W, converged, _ = _solve(
-            jnp.asarray(alpha),
-            W_start,
-            full,
-            tol=self.inner_tol,
-            max_steps=int(self.max_inner_steps),
-        )
-        if not bool(converged):
-            self._warn(
-                f"the final fit on all the data did not converge within max_inner_steps="
-                f"{self.max_inner_steps}; increase it or loosen inner_tol."
-            )
-        self.coef_ = np.asarray(W[0, :p])
+        self.coef_ = np.asarray(best.best_x[-1, :p])  # the fold with all the data
         t = np.full(X.shape[0], 1.0 / X.shape[0], dtype)
         if self.fit_intercept:
             self.intercept_ = float(t @ y - (t @ X) @ self.coef_)

@@ -17,8 +17,6 @@ Pauwels & Vaiter, NeurIPS 2023). The outer loss is the mean validation log loss 
 log C is moved by the optimizer.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +26,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import OneStep, fixed_point
+from .. import OneStep
 from ._base import HyperparameterTuner, as_jax, check_positive_init, float_dtype
 from ._splits import bucket, make_splits, pad_rows_cols, split_weights
 
@@ -84,15 +82,7 @@ def validation_loss(Z, C, data):
     losses = jax.vmap(_log_losses, in_axes=(0, None, None, None))(
         Z, data["X"], data["Y"], data["intercept"]
     )
-    return jnp.mean(jnp.sum(data["val_w"] * losses, axis=1))
-
-
-@functools.partial(jax.jit, static_argnames=("tol", "max_steps"))
-def _solve(C, Z0, data, *, tol, max_steps):
-    sol = fixed_point(
-        lambda Z, c: inner_map(Z, c, data), Z0, C, tol=tol, max_steps=max_steps, throw=False
-    )
-    return sol.value, sol.converged
+    return jnp.sum(data["fold_w"] * jnp.sum(data["val_w"] * losses, axis=1))
 
 
 class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
@@ -158,15 +148,16 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         """The padded data of every fold (see `bucket`)."""
         (n, p), dtype = X.shape, X.dtype
         rows, cols = bucket(n), bucket(p)
-        train_w, val_w = split_weights(splits, n, dtype)
-        n_train = np.array([len(train) for train, _ in splits], dtype)
+        train_w, val_w, fold_w = split_weights(splits, n, dtype)
+        n_train = np.array([len(train) for train, _ in splits] + [n], dtype)
         intercept = np.asarray(1.0 if self.fit_intercept else 0.0, dtype)
         return as_jax(
             {
                 "X": pad_rows_cols(X, rows, cols),
                 "Y": pad_rows_cols(Y, rows, Y.shape[1]),
-                "train_w": pad_rows_cols(train_w, len(splits), rows),
-                "val_w": pad_rows_cols(val_w, len(splits), rows),
+                "train_w": pad_rows_cols(train_w, len(fold_w), rows),
+                "val_w": pad_rows_cols(val_w, len(fold_w), rows),
+                "fold_w": fold_w,
                 "n_train": n_train,
                 "intercept": intercept,
             }
@@ -205,7 +196,7 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         )
         data = self._data(X, Y, splits)
         p, c = X.shape[1], self.classes_.size - 1
-        K, cols = len(splits), bucket(p)
+        K, cols = len(splits) + 1, bucket(p)
         Z0 = {"W": jnp.zeros((K, cols, c), dtype), "b": jnp.zeros((K, c), dtype)}
         C0 = np.asarray(self.C_init, dtype)
         self.converged_ = True
@@ -227,24 +218,8 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         C = np.asarray(best.best_theta)
         self.C_ = C[:p] if C.ndim else C
 
-        everything = np.arange(X.shape[0])
-        full = self._data(X, Y, [(everything, everything)])
-        Z_start = jax.tree_util.tree_map(
-            lambda a: jnp.mean(jnp.asarray(a), axis=0, keepdims=True), best.best_x
-        )
-        Z, converged = _solve(
-            jnp.asarray(C),
-            Z_start,
-            full,
-            tol=self.inner_tol,
-            max_steps=int(self.max_inner_steps),
-        )
-        if not bool(converged):
-            self._warn(
-                f"the final fit on all the data did not converge within max_inner_steps="
-                f"{self.max_inner_steps}; increase it or loosen inner_tol."
-            )
-        W, b = np.asarray(Z["W"][0, :p]), np.asarray(Z["b"][0])
+        # the last fold is the fit on all the data
+        W, b = np.asarray(best.best_x["W"][-1, :p]), np.asarray(best.best_x["b"][-1])
         if c == 1:
             self.coef_, self.intercept_ = W.T.copy(), b.copy()
         else:
@@ -274,4 +249,5 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
 
     def predict(self, X):
         """The most probable class."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks that the model is fitted
+        return self.classes_[np.argmax(proba, axis=1)]

@@ -4,7 +4,8 @@ Every split k becomes two weight vectors over all n samples: t_k = 1/n_train on 
 rows (0 elsewhere) and v_k = 1/n_val on its validation rows. The inner problem of fold k is the
 training objective weighted by t_k, the outer loss the validation loss weighted by v_k. All folds
 then have the same shapes and are solved together (one vmapped, jitted solve) even when their
-sizes differ.
+sizes differ; the fit on all the data rides along as one more fold with no weight in the outer
+loss.
 """
 
 import numbers
@@ -73,14 +74,24 @@ def make_splits(owner: str, cv, n_samples: int, y=None, *, classifier: bool, ran
     return checked
 
 
-def split_weights(splits, n_samples: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Weight masks (K, n): 1/n_train on training rows and 1/n_val on validation rows."""
+def split_weights(splits, n_samples: int, dtype):
+    """Weight masks (K + 1, n): 1/n_train on training rows and 1/n_val on validation rows, and
+    the weight of each fold in the outer loss (1/K).
+
+    The last "fold" is the fit on all the data, which the estimator keeps as its model: it is
+    solved with the others (warm-started, in the same compiled call) and has weight 0 in the
+    outer loss, so the final model needs no separate solve or compilation.
+    """
+    everything = np.arange(n_samples)
+    splits = [*splits, (everything, everything)]
     train_w = np.zeros((len(splits), n_samples), dtype)
     val_w = np.zeros((len(splits), n_samples), dtype)
     for k, (train, val) in enumerate(splits):
         train_w[k, train] = 1.0 / train.size
         val_w[k, val] = 1.0 / val.size
-    return train_w, val_w
+    fold_w = np.full(len(splits), 1.0 / (len(splits) - 1), dtype)
+    fold_w[-1] = 0.0
+    return train_w, val_w, fold_w
 
 
 def bucket(size: int) -> int:
