@@ -40,7 +40,9 @@ class HyperparameterTuner(BaseEstimator):
         optimizer: an optax optimizer for the log-hyperparameters (default
             ``optax.adam(learning_rate)``).
         learning_rate: Adam's step on the log scale when ``optimizer`` is None.
-        max_iter: most hypergradient steps.
+        max_iter: most hypergradient steps (after the starting grid, see ``n_init``).
+        n_init: when no starting value is given, the number of points of the coarse log grid
+            on which the validation loss is evaluated first; the descent starts from the best.
         tol, patience: stop when the best validation loss has not improved by a relative
             ``tol`` within ``patience`` steps.
         inner_tol, max_inner_steps: tolerance (None: iterdiff's default for the dtype) and
@@ -65,6 +67,7 @@ class HyperparameterTuner(BaseEstimator):
             raise TypeError(f"{name}(optimizer=...): expected an optax optimizer or None.")
         check_number(name, "learning_rate", self.learning_rate, low=0.0)
         check_int(name, "max_iter", self.max_iter, low=0)
+        check_int(name, "n_init", self.n_init, low=1)
         check_number(name, "tol", self.tol, low=0.0, closed_low=True)
         check_int(name, "patience", self.patience, low=1)
         if self.inner_tol is not None:
@@ -115,6 +118,25 @@ class HyperparameterTuner(BaseEstimator):
                 warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
         return result
 
+    def _start(self, inner, outer, x0, theta0, grid, data):
+        """The starting point of the descent: θ0 if given, else the best of a coarse grid.
+
+        The validation loss is not convex in the hyperparameter (it often has a shallow local
+        minimum next to the global one), so a few evaluations on a log grid, each warm-started
+        from the previous, pick the basin and the descent refines within it. Returns the
+        evaluations made (BilevelResults) and the start (θ, x).
+        """
+        if theta0 is not None:
+            return [], (theta0, x0)
+        evaluations, x = [], x0
+        for value in grid:
+            result = self._tune(inner, outer, x, value, data, max_iter=0)
+            evaluations.append(result)
+            if not result.failed:
+                x = result.x
+        best = min(evaluations, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
+        return evaluations, (best.theta, best.x)
+
     def _warn(self, text: str):
         self.converged_ = False
         warnings.warn(f"{type(self).__name__}: {text}", ConvergenceWarning, stacklevel=3)
@@ -130,7 +152,7 @@ class HyperparameterTuner(BaseEstimator):
             if a["time"].size:
                 offset += a["time"][-1]
         self.history_ = {key: np.concatenate(value) for key, value in merged.items()}
-        self.n_iter_ = int(sum(r.n_iter for r in results))
+        self.n_iter_ = int(self.history_["loss"].size)
         self.tuning_status_ = results[-1].status
 
 

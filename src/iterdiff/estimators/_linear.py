@@ -91,7 +91,7 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
         (n, p), dtype = X.shape, X.dtype
         train_w, val_w, fold_w = split_weights(splits, n, dtype)
         step = np.array([1.0 / _lipschitz(X, t, self.fit_intercept) for t in train_w], dtype)
-        rows, cols = bucket(n), bucket(p)
+        rows, cols = bucket(n, 32), bucket(p)
         return as_jax(
             {
                 "X": pad_rows_cols(X, rows, cols),
@@ -136,27 +136,30 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
         data = self._data(X, y, splits)
         p = X.shape[1]
         W0 = jnp.zeros((len(splits) + 1, bucket(p)), dtype)
-        alpha0 = self.alpha_init
-        if alpha0 is None:
-            alpha0 = 0.1 * self._alpha_max(X, y)
-            alpha0 = alpha0 if alpha0 > 0 else 1.0
         self.converged_ = True
-        theta0 = np.asarray(alpha0, dtype)
-        results = []
+        alpha_max = self._alpha_max(X, y)
+        alpha_max = alpha_max if alpha_max > 0 else 1.0
+        grid = alpha_max * np.logspace(0, -3, int(self.n_init)).astype(dtype)  # as LassoCV
+        theta0 = None if self.alpha_init is None else np.asarray(self.alpha_init, dtype)
+        if (
+            theta0 is not None
+            and theta0.ndim != 0
+            and not (self._per_feature and theta0.shape == (p,))
+        ):
+            raise ValueError(
+                f"{name}: alpha_init must be a number"
+                + (f" or one per feature ({p})" if self._per_feature else "")
+                + f", got shape {theta0.shape}."
+            )
+        results, (theta0, W0) = self._start(inner_map, validation_loss, W0, theta0, grid, data)
+        theta0 = np.asarray(theta0, dtype)
         if self._per_feature and theta0.ndim == 0:
             # Stage 1: one α (what grid search does); stage 2: one α per feature from there.
             results.append(self._tune(inner_map, validation_loss, W0, theta0, data))
             theta0 = np.full(bucket(p), results[-1].best_theta, dtype)
             W0 = results[-1].best_x
         elif self._per_feature:
-            if theta0.shape != (p,):
-                raise ValueError(
-                    f"{name}: alpha_init must be a number or have one entry per feature ({p}), "
-                    f"got shape {theta0.shape}."
-                )
             theta0 = np.pad(theta0, (0, bucket(p) - p), constant_values=1.0)
-        elif theta0.ndim != 0:
-            raise ValueError(f"{name}: alpha_init must be a number, got shape {theta0.shape}.")
         results.append(self._tune(inner_map, validation_loss, W0, theta0, data))
         best = results[-1]
         self._record(results)
@@ -183,9 +186,9 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
 
 _COMMON_DOC = """
     Arguments:
-        alpha_init: starting α (None: 0.1·α_max, α_max the smallest α with an all-zero
-            solution).
-        cv, mode, optimizer, learning_rate, max_iter, tol, patience, inner_tol,
+        alpha_init: starting α (None: the best of ``n_init`` values log-spaced from α_max, the
+            smallest α with an all-zero solution, down to 10⁻³α_max, as LassoCV's grid).
+        cv, mode, optimizer, learning_rate, max_iter, n_init, tol, patience, inner_tol,
         max_inner_steps, fit_intercept, progress, random_state: see `HyperparameterTuner`.
 
     Attributes:
@@ -193,7 +196,8 @@ _COMMON_DOC = """
         coef_, intercept_: the fit on all the data with ``alpha_``.
         history_: dict of arrays over hypergradient steps: loss (mean validation MSE),
             grad_norm (of the log-α hypergradient), inner_steps, time.
-        n_iter_: hypergradient steps made; tuning_status_: why tuning stopped.
+        n_iter_: evaluations of the validation loss (grid and descent; each one inner solve
+            and one hypergradient); tuning_status_: why tuning stopped.
         converged_: False if an inner solve failed (a ConvergenceWarning was issued).
 """
 
@@ -217,6 +221,7 @@ class HyperLasso(_LinearTuner):
         optimizer=None,
         learning_rate=0.1,
         max_iter=100,
+        n_init=8,
         tol=1e-4,
         patience=10,
         inner_tol=None,
@@ -231,6 +236,7 @@ class HyperLasso(_LinearTuner):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.max_iter = max_iter
+        self.n_init = n_init
         self.tol = tol
         self.patience = patience
         self.inner_tol = inner_tol
@@ -279,6 +285,7 @@ class HyperElasticNet(_LinearTuner):
         optimizer=None,
         learning_rate=0.1,
         max_iter=100,
+        n_init=8,
         tol=1e-4,
         patience=10,
         inner_tol=None,
@@ -294,6 +301,7 @@ class HyperElasticNet(_LinearTuner):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.max_iter = max_iter
+        self.n_init = n_init
         self.tol = tol
         self.patience = patience
         self.inner_tol = inner_tol

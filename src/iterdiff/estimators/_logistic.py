@@ -94,9 +94,11 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
     ½Σⱼ wⱼ²/Cⱼ with one Cⱼ per feature, tuned from the best single C.
 
     Arguments:
-        C_init: starting C (> 0; default 1).
+        C_init: starting C (> 0, or one per feature with ``per_feature``); None (default):
+            the best of ``n_init`` values log-spaced in [1e-4, 1e4] (LogisticRegressionCV's
+            default grid).
         per_feature: one C per feature instead of one in all.
-        cv, mode, optimizer, learning_rate, max_iter, tol, patience, inner_tol,
+        cv, mode, optimizer, learning_rate, max_iter, n_init, tol, patience, inner_tol,
         max_inner_steps, fit_intercept, progress, random_state: see `HyperparameterTuner`
             (``cv`` as an int is stratified K-fold; ``mode`` defaults to `iterdiff.OneStep()`,
             exact for Newton's method).
@@ -111,13 +113,14 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
     def __init__(
         self,
         *,
-        C_init=1.0,
+        C_init=None,
         per_feature=False,
         cv=5,
         mode=None,
         optimizer=None,
         learning_rate=0.1,
         max_iter=100,
+        n_init=10,
         tol=1e-4,
         patience=10,
         inner_tol=None,
@@ -133,6 +136,7 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.max_iter = max_iter
+        self.n_init = n_init
         self.tol = tol
         self.patience = patience
         self.inner_tol = inner_tol
@@ -147,7 +151,7 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
     def _data(self, X, Y, splits):
         """The padded data of every fold (see `bucket`)."""
         (n, p), dtype = X.shape, X.dtype
-        rows, cols = bucket(n), bucket(p)
+        rows, cols = bucket(n, 32), bucket(p)
         train_w, val_w, fold_w = split_weights(splits, n, dtype)
         n_train = np.array([len(train) for train, _ in splits] + [n], dtype)
         intercept = np.asarray(1.0 if self.fit_intercept else 0.0, dtype)
@@ -198,18 +202,24 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         p, c = X.shape[1], self.classes_.size - 1
         K, cols = len(splits) + 1, bucket(p)
         Z0 = {"W": jnp.zeros((K, cols, c), dtype), "b": jnp.zeros((K, c), dtype)}
-        C0 = np.asarray(self.C_init, dtype)
         self.converged_ = True
-        results = []
-        if self.per_feature and C0.ndim == 0:
-            results.append(self._tune(inner_map, validation_loss, Z0, C0, data))
-            C0 = np.full(cols, results[-1].best_theta, dtype)
-            Z0 = results[-1].best_x
-        elif C0.shape not in ((), (p,)) or (C0.ndim == 1 and not self.per_feature):
+        C0 = None if self.C_init is None else np.asarray(self.C_init, dtype)
+        if (
+            C0 is not None
+            and C0.shape not in ((), (p,))
+            or (C0 is not None and C0.ndim == 1 and not self.per_feature)
+        ):
             raise ValueError(
                 f"{name}: C_init must be a number, or one per feature ({p}) with "
                 f"per_feature=True; got shape {C0.shape}."
             )
+        grid = np.logspace(-4, 4, int(self.n_init)).astype(dtype)  # LogisticRegressionCV's Cs
+        results, (C0, Z0) = self._start(inner_map, validation_loss, Z0, C0, grid, data)
+        C0 = np.asarray(C0, dtype)
+        if self.per_feature and C0.ndim == 0:
+            results.append(self._tune(inner_map, validation_loss, Z0, C0, data))
+            C0 = np.full(cols, results[-1].best_theta, dtype)
+            Z0 = results[-1].best_x
         elif C0.ndim == 1:
             C0 = np.pad(C0, (0, cols - p), constant_values=1.0)
         results.append(self._tune(inner_map, validation_loss, Z0, C0, data))

@@ -94,17 +94,14 @@ def split_weights(splits, n_samples: int, dtype):
     return train_w, val_w, fold_w
 
 
-def bucket(size: int) -> int:
-    """The padded size for ``size``: 8, 12, 16, 24, 32, 48, … (2ᵏ and 3·2ᵏ⁻¹).
+def bucket(size: int, smallest: int = 8) -> int:
+    """The padded size for ``size``: the next power of two, at least ``smallest``.
 
-    Padding the samples and features to these sizes (at most 50% more; padded rows have zero
-    weight and padded features zero coefficients) lets fits on data of nearby shapes share one
-    compilation.
+    Padding the samples and features to these sizes (padded rows have zero weight, padded
+    features zero coefficients) lets fits on data of nearby shapes share one compilation,
+    which costs far more than the padded arithmetic on the data sizes these tuners are for.
     """
-    if size <= 8:
-        return 8
-    granularity = 1 << (size.bit_length() - 2)
-    return -(-size // granularity) * granularity
+    return max(smallest, 1 << (max(size, 1) - 1).bit_length())
 
 
 def pad_rows_cols(X: np.ndarray, rows: int, cols: int) -> np.ndarray:
