@@ -8,17 +8,23 @@ from . import algorithms as algorithms
 from . import linear_solve as linear_solve
 from . import nonsmooth as nonsmooth
 from . import prox as prox
+from ._errors import SolveError as SolveError
 from ._fixed_point import fixed_point as fixed_point
 from ._modes import AbstractMode as AbstractMode
 from ._modes import Implicit as Implicit
 from ._modes import OneStep as OneStep
 from ._modes import Truncated as Truncated
 from ._modes import Unrolled as Unrolled
+from ._observe import AbstractObserver as AbstractObserver
+from ._observe import Trace as Trace
 from ._solution import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from ._solvers import AbstractSolver as AbstractSolver
 from ._solvers import Anderson as Anderson
 from ._solvers import Picard as Picard
+from ._tree import max_norm as max_norm
+from ._tree import rms_norm as rms_norm
+from ._tree import two_norm as two_norm
 
 # isort: off
 # Layers above the core use the public names above, so they are imported after them.

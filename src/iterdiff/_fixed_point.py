@@ -1,24 +1,21 @@
-"""`fixed_point`: the entry point. Checks the inputs, flattens x, and hands the loop and the
+"""`fixed_point`: the entry point. Checks the inputs, traces F once, and hands the loop and the
 derivative rule to the mode through one `jax.custom_jvp`."""
 
 from collections.abc import Callable
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from . import _checks, _loop
-from ._modes import AbstractMode, Implicit, Problem
+from . import _checks, _errors
+from . import _tree as tree
+from ._loop import Problem, Rule
+from ._modes import AbstractMode, Implicit
+from ._observe import AbstractObserver
 from ._solution import RESULTS, Solution
 from ._solvers import AbstractSolver, Picard
-
-
-def default_tol(dtype) -> float:
-    """1e-8 in float64, 1e-5 in lower precision (where 1e-8 is below rounding noise)."""
-    return 1e-8 if jnp.finfo(dtype).bits >= 64 else 1e-5
+from ._tangents import is_zero, zero_cotangent
 
 
 def fixed_point(
@@ -30,32 +27,45 @@ def fixed_point(
     solver: AbstractSolver = Picard(),
     max_steps: int = 1000,
     tol: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    norm: Callable[[Any], Any] = tree.max_norm,
+    has_aux: bool = False,
+    observe: dict[str, AbstractObserver] | None = None,
     throw: bool = True,
 ) -> Solution:
     """Solve x = F(x, θ) by iteration and differentiate the solution as ``mode`` says.
 
     Arguments:
-        F: the map ``F(x, theta) -> x``; x and theta are pytrees of arrays, and F must return
-            x's structure, shapes and dtypes. Values F closes over are differentiated too.
-        x0: starting point (pytree of float arrays).
+        F: the map ``F(x, theta) -> x`` (or ``-> (x, aux)`` with ``has_aux=True``); x and theta
+            are pytrees of arrays, and F must return x's structure, shapes and dtypes. Values F
+            closes over are differentiated too. F is traced once.
+        x0: starting point (pytree of float32/float64 arrays; each leaf keeps its dtype).
         theta: parameters (pytree of arrays); derivatives are taken with respect to these.
         mode: how to differentiate: `Implicit()` (default), `Unrolled()`, `OneStep()` or
             `Truncated(k)`.
         solver: how to iterate: `Picard()` (default) or `Anderson()`.
-        max_steps: most solver updates.
-        tol: stop when ‖F(x) − x‖_∞ ≤ tol·(1 + ‖x‖_∞); default 1e-8 (float64) or 1e-5
-            (float32).
-        throw: raise a runtime error (works under jit) if the forward pass or the derivative's
-            linear solve fails; with False, failures are reported in `Solution.result` and a
-            failed linear solve gives NaN derivatives.
+        max_steps: most solver updates (< 2³¹ − 1).
+        tol, rtol, atol, norm: the stopping rule. The loop stops at the first k with
+            ``norm(F(x_k) − x_k) ≤ atol + rtol·norm(x_k)``. ``tol=t`` is shorthand for
+            rtol = atol = t. Unset tolerances default to 1e-8 when every leaf of x0 is float64
+            and 1e-5 when the least precise leaf is float32. ``norm`` defaults to `max_norm`
+            (‖·‖_∞); `rms_norm`, `two_norm` or any function of a pytree returning a scalar work.
+        has_aux: F returns ``(x, aux)``; ``Solution.aux`` is aux at x_K (not differentiated).
+        observe: ``{name: observer}``, per-step observers (e.g. `Trace`) run inside the loop;
+            their results are in ``Solution.stats[name]``.
+        throw: raise `SolveError` (works under jit, in every transform) if the forward pass or
+            the derivative's linear solve fails. With False, failures are reported in
+            ``Solution.result``, and derivatives follow the mode's convention (see `Solution`).
 
     Returns:
-        A `Solution` with ``value`` (x_K), ``steps``, ``residual`` and ``result``.
+        A `Solution` with ``value`` (x_K), ``steps``, ``residual``, ``result``, ``aux``,
+        ``stats``, ``mode`` and ``solver``.
 
     Works with `jax.jit`, `jax.vmap`, `jax.jvp`, `jax.grad`, `jax.jacfwd` and `jax.jacrev` in
     every mode. Mode objects and solver options are static (Python numbers), not traced values.
     """
-    _checks.check_options(max_steps, tol, throw)
+    max_steps = _checks.check_options(max_steps, throw, has_aux, norm)
     if not isinstance(mode, AbstractMode):
         raise TypeError(
             f"fixed_point(mode=...) takes a mode object such as iterdiff.Implicit() or "
@@ -66,63 +76,80 @@ def fixed_point(
             f"fixed_point(solver=...) takes a solver object such as iterdiff.Picard() or "
             f"iterdiff.Anderson(), got {solver!r}."
         )
+    observers = _checks.check_observers(observe, AbstractObserver)
+    x0 = _checks.as_arrays(x0, "x0")
     _checks.check_x0(x0)
-    x0 = jax.tree_util.tree_map(jnp.asarray, x0)
-    theta = jax.tree_util.tree_map(jnp.asarray, theta)
-    _checks.check_output(F, x0, theta)
+    theta = _checks.as_arrays(theta, "theta")
+    rtol, atol = _checks.stopping_tolerances(tol, rtol, atol, tree.least_precise_dtype(x0))
 
-    flat_x0, unravel = ravel_pytree(x0)
+    fn, params = _trace_once(F, x0, theta, has_aux)
+    problem = Problem(fn, solver, Rule(max_steps, rtol, atol, norm), throw, observers)
+    (x, steps, residual, result), (aux, stats) = _solve(problem, mode, x0, params)
+    x, steps, residual, result = _errors.raise_if(
+        (x, steps, residual, result), result, throw, "iterdiff.fixed_point"
+    )
+    return Solution(x, steps, residual, result, aux if has_aux else None, stats, mode, solver)
 
-    def flat_F(x, theta):
-        return ravel_pytree(F(unravel(x), theta))[0]
 
-    # Hoist traced values that F closes over into explicit inputs, so that the custom_jvp
-    # below differentiates with respect to them instead of treating them as constants.
-    converted, consts = jax.closure_convert(flat_F, flat_x0, theta)
+def _trace_once(F, x0, theta, has_aux: bool):
+    """Trace F once: hoist the traced values it closes over into explicit parameters (so the
+    custom_jvp below differentiates them instead of freezing them), check its output, and
+    return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program."""
+    try:
+        converted, consts = jax.closure_convert(F, x0, theta)
+    except Exception as err:
+        _checks.note_failed_trace(err)
+        raise
+    _checks.check_output(jax.eval_shape(converted, x0, theta, *consts), x0, has_aux)
 
     def fn(x, params):
         theta, consts = params
-        return converted(x, theta, *consts)
+        out = converted(x, theta, *consts)
+        return out if has_aux else (out, None)
 
-    tol = default_tol(flat_x0.dtype) if tol is None else float(tol)
-    problem = Problem(fn, solver, max_steps, tol, throw)
-    x, steps, residual, result = _solve(problem, mode, flat_x0, (theta, list(consts)))
-    solution = Solution(unravel(x), steps, residual, result)
-    if throw:
-        solution = eqx.branched_error_if(
-            solution,
-            result != RESULTS.successful,
-            result,
-            [
-                "unused",
-                "iterdiff.fixed_point: "
-                + RESULTS.describe(RESULTS.max_steps_reached)
-                + " Pass throw=False to inspect the Solution instead.",
-                "iterdiff.fixed_point: "
-                + RESULTS.describe(RESULTS.nonfinite)
-                + " Pass throw=False to inspect the Solution instead.",
-            ],
-        )
-    return solution
+    return fn, (theta, list(consts))
 
 
 def _solve(problem: Problem, mode: AbstractMode, x0, params):
     """The forward loop, with the mode's derivative rule attached."""
 
-    def outputs(carry: _loop.Carry):
-        return carry.iterate.x, carry.steps, carry.residual, _loop.status(carry, problem.tol)
+    def outputs(carry, params):
+        main = (carry.iterate.x, carry.steps, carry.residual, problem.rule_status(carry))
+        return main, (carry.aux, problem.observe(params).finish(carry.observed))
 
     @jax.custom_jvp
     def solve(x0, params):
-        return outputs(
-            _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
-        )
+        return outputs(problem.run(x0, params), params)
 
     def solve_jvp(primals, tangents):
         carry, x_dot = mode.jvp(problem, *primals, *tangents)
-        out = outputs(carry)
+        out = outputs(carry, primals[1])
+        x_dot = _flag_failure(x_dot, tangents, out[0][3], mode, problem.throw)
         float0 = np.zeros((), jax.dtypes.float0)
-        return out, (x_dot, float0, jnp.zeros_like(out[2]), float0)
+        rest = jax.tree_util.tree_map(zero_cotangent, out[1])
+        return out, ((x_dot, float0, jnp.zeros_like(out[0][2]), float0), rest)
 
     solve.defjvp(solve_jvp, symbolic_zeros=True)
     return solve(x0, params)
+
+
+def _flag_failure(x_dot, tangents, result, mode: AbstractMode, throw: bool):
+    """The tangent of x_K, made to report a failed forward solve.
+
+    The check is computed from the forward status and used by the tangent (and, transposed,
+    by the cotangent), so a failure is reported even when only derivatives are kept under jit,
+    where XLA drops the primal Solution and any check that guards only it. With ``throw=True``
+    a failure raises. With ``throw=False`` the derivative is NaN for a failed solve in the modes
+    that assume a fixed point, and for non-finite iterates in every mode: the tangent is
+    multiplied by s (1, or NaN) and gets (s − 1)·Σ θ̇ added, so that NaN also reaches the
+    cotangent of θ when x_K does not depend on θ (a run that failed at its first step).
+    """
+    one = jnp.ones((), tree.widest_dtype(x_dot))
+    if throw:
+        scale = _errors.raise_if(one, result, True, "iterdiff.fixed_point (derivative)")
+        return tree.scale(scale, x_dot)
+    bad = result != RESULTS.successful if mode.assumes_fixed_point else result == RESULTS.nonfinite
+    scale = jnp.where(bad, jnp.nan, one)
+    live = [t for t in jax.tree_util.tree_leaves(tangents, is_leaf=is_zero) if not is_zero(t)]
+    leak = sum((jnp.sum(t).astype(one.dtype) for t in live), jnp.zeros_like(one))
+    return tree.tree_map(lambda t: (scale * t + (scale - 1) * leak).astype(t.dtype), x_dot)

@@ -1,11 +1,15 @@
 """The one forward loop, in a plain and a checkpointed variant.
 
 The loop state that derivatives flow through is an `Iterate` (x, F(x), solver state); the
-bookkeeping (step counter, residual) is carried beside it. One call of `advance` is one solver
-update followed by one evaluation of F at the new point, so after K updates the loop holds
-x_K together with F(x_K) and reports ‖F(x_K) − x_K‖ exactly.
+bookkeeping (step counter, residual, aux output of F, observer states) is carried beside it.
+One call of `advance` is one solver update followed by one evaluation of F at the new point, so
+after K updates the loop holds x_K together with F(x_K) and reports ‖F(x_K) − x_K‖ exactly.
 
-Stopping rule: ‖F(x) − x‖_∞ ≤ tol · (1 + ‖x‖_∞), or K = max_steps, or a non-finite residual.
+Stopping rule (`Rule`): stop at the first k with
+
+    norm(F(x_k) − x_k) ≤ atol + rtol · norm(x_k),
+
+or when k = max_steps, or when the residual is not finite.
 """
 
 import math
@@ -16,15 +20,28 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from . import _tree as tree
 from ._solution import RESULTS
 from ._solvers import AbstractSolver
 
-FlatMap = Callable[[Array, Any], Array]  # (flat x, params) -> flat F(x, params)
+Map = Callable[[Any, Any], tuple[Any, Any]]  # (x, params) -> (F(x, params), aux)
+
+
+class Rule(NamedTuple):
+    """The stopping rule (static)."""
+
+    max_steps: int
+    rtol: float
+    atol: float
+    norm: Callable[[Any], Array]
+
+    def threshold(self, x) -> Array:
+        return self.atol + self.rtol * self.norm(x)
 
 
 class Iterate(NamedTuple):
-    x: Array
-    fx: Array
+    x: Any
+    fx: Any
     solver_state: Any
 
 
@@ -32,78 +49,95 @@ class Carry(NamedTuple):
     steps: Array
     iterate: Iterate
     residual: Array
+    aux: Any
+    observed: dict
 
 
-def start(fn: FlatMap, solver: AbstractSolver, x0: Array, params) -> Iterate:
-    """The iterate before the first update: x0, F(x0) and the solver's initial state."""
-    fx0 = fn(x0, params)
-    return Iterate(x0, fx0, solver.init(x0, fx0))
+class Observe(NamedTuple):
+    """The observers of a solve and the map they see: ``F(x, theta) -> x`` with params fixed."""
+
+    observers: dict
+    F: Callable[[Any, Any], Any]
+    theta: Any
+
+    @classmethod
+    def of(cls, observers, fn: Map, params) -> "Observe":
+        theta, consts = jax.lax.stop_gradient(params)
+        return cls(observers or {}, lambda x, th: fn(x, (th, consts))[0], theta)
+
+    def init(self, it: Iterate) -> dict:
+        x, fx = jax.lax.stop_gradient((it.x, it.fx))
+        return {k: o.init(self.F, x, fx, self.theta) for k, o in self.observers.items()}
+
+    def update(self, states: dict, steps, it: Iterate) -> dict:
+        x, fx = jax.lax.stop_gradient((it.x, it.fx))
+        return {
+            k: o.update(self.F, states[k], steps, x, fx, self.theta)
+            for k, o in self.observers.items()
+        }
+
+    def finish(self, states: dict) -> dict:
+        return {k: o.finish(states[k]) for k, o in self.observers.items()}
 
 
-def advance(fn: FlatMap, solver: AbstractSolver, it: Iterate, params) -> Iterate:
-    """One solver update x_k → x_{k+1}, then F(x_{k+1})."""
+def start(fn: Map, solver: AbstractSolver, x0, params) -> tuple[Iterate, Any]:
+    """The iterate before the first update (x0, F(x0), the solver's initial state), and aux."""
+    fx0, aux = fn(x0, params)
+    return Iterate(x0, fx0, solver.init(x0, fx0)), aux
+
+
+def advance(fn: Map, solver: AbstractSolver, it: Iterate, params) -> tuple[Iterate, Any]:
+    """One solver update x_k → x_{k+1}, then F(x_{k+1}); and aux of that evaluation."""
     x, state = solver.step(it.x, it.fx, it.solver_state)
-    return Iterate(x, fn(x, params), state)
+    fx, aux = fn(x, params)
+    return Iterate(x, fx, state), aux
 
 
-def residual(it: Iterate) -> Array:
-    return jnp.max(jnp.abs(it.fx - it.x))
+def residual(it: Iterate, rule: Rule) -> Array:
+    return rule.norm(tree.sub(it.fx, it.x))
 
 
-def _threshold(carry: Carry, tol: float) -> Array:
-    """The stopping rule's bound on the residual: tol · (1 + ‖x‖_∞)."""
-    return tol * (1 + jnp.max(jnp.abs(carry.iterate.x)))
-
-
-def _keep_going(carry: Carry, max_steps: int, tol: float) -> Array:
+def _keep_going(carry: Carry, rule: Rule) -> Array:
     return (
-        (carry.steps < max_steps)
-        & (carry.residual > _threshold(carry, tol))
+        (carry.steps < rule.max_steps)
+        & (carry.residual > rule.threshold(carry.iterate.x))
         & jnp.isfinite(carry.residual)
     )
 
 
-def status(carry: Carry, tol: float) -> Array:
+def status(carry: Carry, rule: Rule) -> Array:
     """RESULTS code of a finished loop."""
-    threshold = _threshold(carry, tol)
-    finite = jnp.isfinite(carry.residual) & jnp.all(jnp.isfinite(carry.iterate.x))
-    return jnp.where(
-        ~finite,
-        RESULTS.nonfinite,
-        jnp.where(carry.residual <= threshold, RESULTS.successful, RESULTS.max_steps_reached),
-    ).astype(jnp.int32)
+    finite = jnp.isfinite(carry.residual) & tree.all_finite(carry.iterate.x)
+    met = carry.residual <= rule.threshold(carry.iterate.x)
+    code = jnp.where(met, RESULTS.successful, RESULTS.max_steps_reached)
+    return jnp.where(finite, code, RESULTS.nonfinite).astype(jnp.int32)
 
 
-def _initial_carry(fn, solver, x0, params) -> Carry:
-    it = start(fn, solver, x0, params)
-    return Carry(jnp.zeros((), jnp.int32), it, residual(it))
+def _initial_carry(fn, solver, x0, params, rule: Rule, observe: Observe) -> Carry:
+    it, aux = start(fn, solver, x0, params)
+    return Carry(jnp.zeros((), jnp.int32), it, residual(it, rule), aux, observe.init(it))
 
 
-def _step(fn, solver, params):
+def _step(fn, solver, params, rule: Rule, observe: Observe):
     def body(carry: Carry) -> Carry:
-        it = advance(fn, solver, carry.iterate, params)
-        return Carry(carry.steps + 1, it, residual(it))
+        it, aux = advance(fn, solver, carry.iterate, params)
+        steps = carry.steps + 1
+        observed = observe.update(carry.observed, steps, it)
+        return Carry(steps, it, residual(it, rule), aux, observed)
 
     return body
 
 
-def run(
-    fn: FlatMap, solver: AbstractSolver, x0: Array, params, max_steps: int, tol: float
-) -> Carry:
+def run(fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observe) -> Carry:
     """Iterate until the stopping rule holds. Not reverse-differentiable (a while loop)."""
-    carry = _initial_carry(fn, solver, x0, params)
+    carry = _initial_carry(fn, solver, x0, params, rule, observe)
     return jax.lax.while_loop(
-        lambda c: _keep_going(c, max_steps, tol), _step(fn, solver, params), carry
+        lambda c: _keep_going(c, rule), _step(fn, solver, params, rule, observe), carry
     )
 
 
-def checkpoint_interval(max_steps: int) -> int:
-    """Segment length c = ⌈√max_steps⌉ (max_steps ≥ 1): O(√max_steps) stored iterates."""
-    return math.isqrt(max_steps - 1) + 1
-
-
 def run_checkpointed(
-    fn: FlatMap, solver: AbstractSolver, x0: Array, params, max_steps: int, tol: float, every: int
+    fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observe, every: int
 ) -> tuple[Carry, Iterate]:
     """Like `run`, and also store the iterate at the start of every segment of c = ``every`` steps.
 
@@ -111,23 +145,55 @@ def run_checkpointed(
     the iterate after j·c updates (rows past the last segment are unused zeros). The run
     stops exactly where `run` stops: no step is taken after convergence.
     """
-    rows = -(-max_steps // every)
-    carry = _initial_carry(fn, solver, x0, params)
-    store = jax.tree_util.tree_map(lambda a: jnp.zeros((rows,) + a.shape, a.dtype), carry.iterate)
-    body = _step(fn, solver, params)
+    rows = -(-rule.max_steps // every)
+    carry = _initial_carry(fn, solver, x0, params, rule, observe)
+    store = tree.stack_zeros(rows, carry.iterate)
+    body = _step(fn, solver, params, rule, observe)
 
     def segment(state):
         j, carry, store = state
-        store = jax.tree_util.tree_map(lambda s, a: s.at[j].set(a), store, carry.iterate)
+        store = tree.stack_set(store, j, carry.iterate)
         end = (j + 1) * every
-        carry = jax.lax.while_loop(
-            lambda c: _keep_going(c, max_steps, tol) & (c.steps < end), body, carry
-        )
+        carry = jax.lax.while_loop(lambda c: _keep_going(c, rule) & (c.steps < end), body, carry)
         return j + 1, carry, store
 
     _, carry, store = jax.lax.while_loop(
-        lambda s: _keep_going(s[1], max_steps, tol),
+        lambda s: _keep_going(s[1], rule),
         segment,
         (jnp.zeros((), jnp.int32), carry, store),
     )
     return carry, store
+
+
+def checkpoint_interval(max_steps: int) -> int:
+    """Segment length c = ⌈√max_steps⌉ (max_steps ≥ 1): O(√max_steps) stored iterates."""
+    return math.isqrt(max_steps - 1) + 1
+
+
+class Problem(NamedTuple):
+    """Everything a mode needs besides the inputs (all static): the traced map
+    ``fn(x, params) -> (F(x), aux)``, the solver, the stopping rule, ``throw`` and the observers."""
+
+    fn: Map
+    solver: AbstractSolver
+    rule: Rule
+    throw: bool
+    observers: dict
+
+    def observe(self, params) -> Observe:
+        return Observe.of(self.observers, self.fn, params)
+
+    def run(self, x0, params) -> Carry:
+        return run(self.fn, self.solver, x0, params, self.rule, self.observe(params))
+
+    def run_checkpointed(self, x0, params, every: int) -> tuple[Carry, Iterate]:
+        return run_checkpointed(
+            self.fn, self.solver, x0, params, self.rule, self.observe(params), every
+        )
+
+    def rule_status(self, carry: Carry):
+        return status(carry, self.rule)
+
+    def map(self, x, params):
+        """F(x, params) without aux."""
+        return self.fn(x, params)[0]

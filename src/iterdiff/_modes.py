@@ -13,32 +13,30 @@ Notation (THEORY.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂
 """
 
 import abc
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from . import _loop
+from . import _errors, _loop
+from . import _tree as tree
 from ._linear_call import linear_call
-from ._loop import Carry, FlatMap, Iterate
-from ._solvers import AbstractSolver
+from ._loop import Carry, Iterate, Problem
+from ._options import check_int
+from ._solution import RESULTS
 from ._tangents import Live, instantiate_tree, zero_cotangent
 from .linear_solve import GMRES, AbstractLinearSolver
 
 
-class Problem(NamedTuple):
-    """Everything a mode needs besides the inputs (all static)."""
-
-    fn: FlatMap
-    solver: AbstractSolver
-    max_steps: int
-    tol: float
-    throw: bool
-
-
 class AbstractMode(eqx.Module):
-    """Base class of differentiation modes."""
+    """Base class of differentiation modes.
+
+    ``assumes_fixed_point``: the mode's derivative is only meaningful at a fixed point, so a
+    failed forward solve gives NaN derivatives with ``throw=False`` (see `Solution`).
+    """
+
+    assumes_fixed_point: ClassVar[bool] = True
 
     @abc.abstractmethod
     def jvp(self, problem: Problem, x0, params, x0_dot, params_dot) -> tuple[Carry, Any]:
@@ -48,9 +46,9 @@ class AbstractMode(eqx.Module):
 def _at_returned_point(problem: Problem, x0, params, x0_dot, params_dot, tangent):
     """The rule of the modes that differentiate at x_K only (so x0 gets a zero derivative):
     run the loop, then ``tangent(x_K, θ̇)``, unless no parameter carries a tangent."""
-    carry = _loop.run(problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol)
+    carry = problem.run(x0, params)
     if not Live.of(x0_dot, params_dot).any_params:
-        return carry, jnp.zeros_like(x0)
+        return carry, tree.zeros_like(x0)
     return carry, tangent(carry.iterate.x, instantiate_tree(params_dot, params))
 
 
@@ -78,31 +76,39 @@ class Implicit(AbstractMode):
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
         def tangent(x, params_dot):
-            rhs = jax.jvp(lambda p: problem.fn(x, p), (params,), (params_dot,))[1]
-            _, a_dot = jax.linearize(lambda v: problem.fn(v, params), x)
+            rhs = jax.jvp(lambda p: problem.map(x, p), (params,), (params_dot,))[1]
+            _, a_dot = jax.linearize(lambda v: problem.map(v, params), x)
 
             def solve(matvec, b):
                 v, stats = self.linear_solver.solve(matvec, b)
                 return _flag_linear_solve(v, stats, problem.throw)
 
-            return jax.lax.custom_linear_solve(lambda v: v - a_dot(v), rhs, solve, solve)
+            return jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), rhs, solve, solve)
 
         return _at_returned_point(problem, x0, params, x0_dot, params_dot, tangent)
 
 
 def _flag_linear_solve(v, stats, throw: bool):
+    """v, or a raised error (throw=True) / NaN (throw=False) if the linear solve failed."""
+    code = stats.result
     if throw:
-        return eqx.error_if(
-            v,
-            ~stats.converged,
-            "iterdiff: the implicit linear solve (I − ∂ₓF) v = b did not converge, so the "
-            "derivative would be wrong. Likely causes: the forward solve did not converge, "
-            "I − ∂ₓF is singular or ill-conditioned at the solution (e.g. a gauge direction), or "
-            "the linear solver ran out of steps. Try Implicit(linear_solver=GMRES(max_steps=...)), "
-            "LeastSquares() for singular systems, LU() for small ones, or mode=Unrolled(). "
-            "Pass throw=False to get NaN derivatives instead of this error.",
-        )
-    return jnp.where(stats.converged, v, jnp.nan)
+        return _errors.raise_if(v, code, True, "iterdiff.fixed_point (implicit derivative)")
+    return tree.where(code == RESULTS.successful, v, tree.full_like(v, jnp.nan))
+
+
+def _last_steps_tangent(problem: Problem, k: int, x0, params, x0_dot, params_dot):
+    """Tangent of θ ↦ F^k(x_K, θ) with x_K under stop_gradient: Σ_{j<k} A^j B θ̇."""
+
+    def tangent(x, params_dot):
+        def last_k(p):
+            def body(v, _):
+                return problem.map(v, p), None
+
+            return jax.lax.scan(body, x, None, length=k)[0]
+
+        return jax.jvp(last_k, (params,), (params_dot,))[1]
+
+    return _at_returned_point(problem, x0, params, x0_dot, params_dot, tangent)
 
 
 class Truncated(AbstractMode):
@@ -117,31 +123,24 @@ class Truncated(AbstractMode):
     k: int
 
     def __check_init__(self):
-        if not (isinstance(self.k, int) and self.k >= 1):
-            raise ValueError(f"Truncated(k={self.k!r}): k must be an int ≥ 1 (k = 1 is OneStep()).")
+        check_int("Truncated", "k", self.k, low=1, high=1_000_000)
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
-        def tangent(x, params_dot):
-            def last_k(p):
-                return jax.lax.scan(lambda v, _: (problem.fn(v, p), None), x, None, length=self.k)[
-                    0
-                ]
-
-            return jax.jvp(last_k, (params,), (params_dot,))[1]
-
-        return _at_returned_point(problem, x0, params, x0_dot, params_dot, tangent)
+        return _last_steps_tangent(problem, self.k, x0, params, x0_dot, params_dot)
 
 
-class OneStep(Truncated):
+class OneStep(AbstractMode):
     """One-step differentiation: J^OS = ∂_θF(x_K, θ), with x_K under stop_gradient.
 
     Exact in the limit when ∂ₓF(x̄, θ) = 0 (Newton's method, interior point, other
     superlinear methods); for linearly convergent F its error is ≈ ‖A J‖ and does not vanish
-    (for gradient descent, J^OS − J = (ηH − I) J). Cost: one JVP or VJP of F.
+    (for gradient descent, J^OS − J = (ηH − I) J). Cost: one JVP or VJP of F. Equal to
+    ``Truncated(1)``.
     (Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms", NeurIPS 2023.)
     """
 
-    k: int = eqx.field(default=1, init=False)
+    def jvp(self, problem, x0, params, x0_dot, params_dot):
+        return _last_steps_tangent(problem, 1, x0, params, x0_dot, params_dot)
 
 
 class Unrolled(AbstractMode):
@@ -166,21 +165,20 @@ class Unrolled(AbstractMode):
     """
 
     checkpoint_every: int | None = None
+    assumes_fixed_point: ClassVar[bool] = False
 
     def __check_init__(self):
-        c = self.checkpoint_every
-        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
-            raise ValueError(f"Unrolled(checkpoint_every={c!r}): must be an int ≥ 1 or None.")
+        if self.checkpoint_every is not None:
+            check_int("Unrolled", "checkpoint_every", self.checkpoint_every, low=1)
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
-        every = self.checkpoint_every or _loop.checkpoint_interval(problem.max_steps)
-        every = min(every, problem.max_steps)
-        carry, store = _loop.run_checkpointed(
-            problem.fn, problem.solver, x0, params, problem.max_steps, problem.tol, every
-        )
+        max_steps = problem.rule.max_steps
+        every = self.checkpoint_every or _loop.checkpoint_interval(max_steps)
+        every = min(every, max_steps)
+        carry, store = problem.run_checkpointed(x0, params, every)
         live = Live.of(x0_dot, params_dot)
         if not live.any:
-            return carry, jnp.zeros_like(x0)
+            return carry, tree.zeros_like(x0)
         sweep = _UnrolledSweep(problem, x0, params, carry.steps, store, every)
 
         def forward(u):
@@ -203,17 +201,15 @@ class _UnrolledSweep(NamedTuple):
     every: int
 
     def forward(self, x0_dot, params_dot):
-        fn, solver = self.problem.fn, self.problem.solver
+        begin, advance = _iterate_maps(self.problem)
         split = _split_iterate
-        it, it_dot = jax.jvp(
-            lambda x, p: _loop.start(fn, solver, x, p), (self.x0, self.params), (x0_dot, params_dot)
-        )
+        it, it_dot = jax.jvp(begin, (self.x0, self.params), (x0_dot, params_dot))
 
         def body(_, state):
             diff, static, diff_dot = state
 
             def step(d, p):
-                return split(_loop.advance(fn, solver, eqx.combine(d, static), p))
+                return split(advance(eqx.combine(d, static), p))
 
             new, new_dot, new_static = jax.jvp(
                 step, (diff, self.params), (diff_dot, params_dot), has_aux=True
@@ -230,15 +226,13 @@ class _UnrolledSweep(NamedTuple):
         buffer, one VJP per step), then the full segments of c steps, each recomputed by a
         scan and differentiated by JAX (no masking inside the scan, so loop-invariant data
         such as a design matrix is never stored per step)."""
-        fn, solver = self.problem.fn, self.problem.solver
+        begin, advance = _iterate_maps(self.problem)
         every = self.every
         p_diff, p_static = eqx.partition(self.params, eqx.is_inexact_array)
         split = _split_iterate
 
         def step(diff, static, pd):
-            return split(
-                _loop.advance(fn, solver, eqx.combine(diff, static), eqx.combine(pd, p_static))
-            )[0]
+            return split(advance(eqx.combine(diff, static), eqx.combine(pd, p_static)))[0]
 
         def row(store, j):
             return jax.tree_util.tree_map(lambda s: s[j], store)
@@ -258,7 +252,7 @@ class _UnrolledSweep(NamedTuple):
         def record(i, state):
             it, buffer = state
             buffer = jax.tree_util.tree_map(lambda b, a: b.at[i].set(a), buffer, it)
-            return _loop.advance(fn, solver, it, self.params), buffer
+            return advance(it, self.params), buffer
 
         buffer = jax.tree_util.tree_map(lambda a: jnp.zeros((every,) + a.shape, a.dtype), first)
         _, buffer = jax.lax.fori_loop(0, tail, record, (first, buffer))
@@ -275,7 +269,7 @@ class _UnrolledSweep(NamedTuple):
             p = eqx.combine(pd, p_static)
 
             def body(it, _):
-                return _loop.advance(fn, solver, it, p), None
+                return advance(it, p), None
 
             return split(jax.lax.scan(body, eqx.combine(diff, static), None, length=every)[0])[0]
 
@@ -286,7 +280,7 @@ class _UnrolledSweep(NamedTuple):
         it_bar, p_bar = jax.lax.fori_loop(0, n_full, segment_body, (it_bar, p_bar))
 
         def start(x, pd):
-            return split(_loop.start(fn, solver, x, eqx.combine(pd, p_static)))[0]
+            return split(begin(x, eqx.combine(pd, p_static)))[0]
 
         x0_bar, p_bar = pull_back(start, self.x0, (it_bar, p_bar))
         p_bar = jax.tree_util.tree_map(
@@ -296,6 +290,19 @@ class _UnrolledSweep(NamedTuple):
             is_leaf=lambda v: v is None,
         )
         return x0_bar, p_bar
+
+
+def _iterate_maps(problem: Problem):
+    """(x0, params) ↦ first iterate and (iterate, params) ↦ next iterate, without aux."""
+    fn, solver = problem.fn, problem.solver
+
+    def begin(x0, params):
+        return _loop.start(fn, solver, x0, params)[0]
+
+    def advance(it, params):
+        return _loop.advance(fn, solver, it, params)[0]
+
+    return begin, advance
 
 
 def _split_iterate(it: Iterate) -> tuple[Iterate, Iterate]:

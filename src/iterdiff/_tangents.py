@@ -35,45 +35,46 @@ class Live(eqx.Module):
     """Which leaves of (x0, params) carry a nonzero tangent, so that a linear map built on the
     tangents takes only those as inputs (reverse mode needs every input to be linear)."""
 
-    x0: bool
+    x0: tuple[bool, ...]
     params: tuple[bool, ...]
 
     @classmethod
     def of(cls, x0_dot, params_dot) -> "Live":
-        leaves = jax.tree_util.tree_leaves(params_dot, is_leaf=is_zero)
-        return cls(not is_zero(x0_dot), tuple(not is_zero(t) for t in leaves))
+        def flags(tangents):
+            return tuple(
+                not is_zero(t) for t in jax.tree_util.tree_leaves(tangents, is_leaf=is_zero)
+            )
+
+        return cls(flags(x0_dot), flags(params_dot))
 
     @property
     def any(self) -> bool:
-        return self.x0 or any(self.params)
+        return any(self.x0) or any(self.params)
 
     @property
     def any_params(self) -> bool:
         return any(self.params)
 
     def pack(self, x0_dot, params_dot) -> dict[str, Any]:
-        """The live tangents as a dict {"x0": ..., "params": [...]} (absent when not live)."""
-        leaves = jax.tree_util.tree_leaves(params_dot, is_leaf=is_zero)
-        u: dict[str, Any] = {"params": [t for t, on in zip(leaves, self.params, strict=True) if on]}
-        if self.x0:
-            u["x0"] = x0_dot
-        return u
+        """The live tangent leaves as a dict {"x0": [...], "params": [...]}."""
+        return {"x0": _keep(x0_dot, self.x0), "params": _keep(params_dot, self.params)}
 
     def unpack(self, u, x0, params):
         """Full tangents (x0_dot, params_dot) from live ones, zeros elsewhere."""
-        leaves, treedef = jax.tree_util.tree_flatten(params)
-        live = iter(u["params"])
-        full = [
-            next(live) if on else zero_cotangent(p)
-            for p, on in zip(leaves, self.params, strict=True)
-        ]
-        x0_dot = u["x0"] if self.x0 else jnp.zeros_like(x0)
-        return x0_dot, jax.tree_util.tree_unflatten(treedef, full)
+        return _fill(u["x0"], x0, self.x0), _fill(u["params"], params, self.params)
 
     def select(self, x0_bar, params_bar) -> dict[str, Any]:
         """Cotangents of the live inputs only (the transpose of `unpack`)."""
-        leaves = jax.tree_util.tree_leaves(params_bar)
-        u: dict[str, Any] = {"params": [c for c, on in zip(leaves, self.params, strict=True) if on]}
-        if self.x0:
-            u["x0"] = x0_bar
-        return u
+        return {"x0": _keep(x0_bar, self.x0), "params": _keep(params_bar, self.params)}
+
+
+def _keep(tree, flags) -> list:
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=is_zero)
+    return [t for t, on in zip(leaves, flags, strict=True) if on]
+
+
+def _fill(live_leaves, primals, flags):
+    leaves, treedef = jax.tree_util.tree_flatten(primals)
+    live = iter(live_leaves)
+    full = [next(live) if on else zero_cotangent(p) for p, on in zip(leaves, flags, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, full)
