@@ -82,10 +82,13 @@ def _update(spec: _Spec, u, grad, value, opt_state, x_start, data):
     def value_fn(v):  # for optimizers with a line search (e.g. optax.lbfgs)
         return spec.loss(v, x_start, data)[0]
 
-    updates, opt_state = spec.optimizer.update(
-        grad, opt_state, u, value=value, grad=grad, value_fn=value_fn
-    )
-    return optax.apply_updates(u, updates), opt_state
+    # optax mixes int32 step counts with floats (bias corrections): it is written for JAX's
+    # standard promotion rules, so it runs under them even where the user chose "strict".
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = spec.optimizer.update(
+            grad, opt_state, u, value=value, grad=grad, value_fn=value_fn
+        )
+        return optax.apply_updates(u, updates), opt_state
 
 
 @functools.lru_cache(maxsize=64)
@@ -193,7 +196,8 @@ def minimize(
     data = None if data is _NO_DATA else data
 
     u = to_unconstrained(constraints, theta0)
-    opt_state = optimizer.init(u)
+    with jax.numpy_dtype_promotion("standard"):  # optax, see _update
+        opt_state = optimizer.init(u)
     x_start = x0
     history = History()
     start = time.perf_counter()
