@@ -11,7 +11,7 @@ import optax
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
-from .. import AbstractMode, Implicit, bilevel
+from .. import AbstractMode, Implicit, Picard, bilevel
 from .._options import check_int, check_number
 
 
@@ -81,6 +81,9 @@ class HyperparameterTuner(BaseEstimator):
             return self.optimizer
         return _adam(float(self.learning_rate))
 
+    def _solver(self):
+        return Picard()
+
     def _mode(self):
         return Implicit() if self.mode is None else self.mode
 
@@ -130,11 +133,23 @@ class HyperparameterTuner(BaseEstimator):
             return [], (theta0, x0)
         evaluations, x = [], x0
         for value in grid:
-            result = self._tune(inner, outer, x, value, data, max_iter=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                converged = getattr(self, "converged_", True)
+                result = self._tune(inner, outer, x, value, data, max_iter=0)
+                self.converged_ = converged  # a grid point that fails is only skipped
+            if result.failed:  # skipped; the next point starts from the last good solution
+                continue
             evaluations.append(result)
-            if not result.failed:
-                x = result.x
-        best = min(evaluations, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
+            x = result.x
+        if not evaluations:
+            self._warn(
+                "the inner solve failed at the first point of the starting grid "
+                f"({float(grid[0]):.4g}); the results are not tuned. Increase max_inner_steps "
+                "or loosen inner_tol."
+            )
+            return [], (grid[0], x0)
+        best = min(evaluations, key=lambda r: r.loss)
         return evaluations, (best.theta, best.x)
 
     def _warn(self, text: str):
