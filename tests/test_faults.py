@@ -231,3 +231,28 @@ def test_error_text_under_jit_ends_with_our_message():
     last = str(info.value).strip().splitlines()[-1]
     assert "iterdiff.fixed_point" in last and "did not converge" in last
     assert "equinox" not in str(info.value)
+
+
+# Cause 10: an infinite ∂F/∂θ is named the same way in forward and reverse mode.
+
+
+def sqrt_map(x, t):
+    return 0.5 * x + jnp.sqrt(t)
+
+
+@pytest.mark.parametrize("transform", ["grad", "jvp", "jacrev"])
+def test_infinite_sensitivity_named_in_every_direction(transform):
+    fn = TRANSFORMS[transform](lambda t: jnp.sum(itd.fixed_point(sqrt_map, jnp.zeros(2), t).value))
+    with pytest.raises(
+        RuntimeErrors, match="right-hand side of the implicit linear solve is NaN or inf"
+    ):
+        jax.block_until_ready(jax.jit(fn)(jnp.asarray(0.0)))
+
+
+@pytest.mark.parametrize("transform", ["grad", "jvp"])
+def test_infinite_sensitivity_gives_nan_with_throw_false(transform):
+    fn = TRANSFORMS[transform](
+        lambda t: jnp.sum(itd.fixed_point(sqrt_map, jnp.zeros(2), t, throw=False).value)
+    )
+    assert np.isnan(jax.jit(fn)(jnp.asarray(0.0)))
+    np.testing.assert_allclose(jax.jit(fn)(jnp.asarray(4.0)), 2 * 2 * 0.25, rtol=1e-7)

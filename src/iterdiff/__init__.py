@@ -28,4 +28,10 @@ from ._tree import rms_norm as rms_norm
 from ._tree import two_norm as two_norm
 from .diagnostics import Auto as Auto
 
+# isort: off
+# Layers above the core use the public names above, so they are imported after them.
+from . import bilevel as bilevel
+
+# isort: on
+
 __version__ = "0.1.0"

@@ -75,33 +75,50 @@ class Implicit(AbstractMode):
             )
 
     def jvp(self, problem, x0, params, x0_dot, params_dot):
+        live = Live.of(x0_dot, params_dot)
+
         def tangent(x, params_dot):
             rhs = jax.jvp(lambda p: problem.map(x, p), (params,), (params_dot,))[1]
             _, a_dot = jax.linearize(lambda v: problem.map(v, params), x)
 
             def solve(matvec, b):
-                v, stats = _solve_flat(self.linear_solver, matvec, b)
+                v, stats = self.linear_solver.solve(matvec, b)
                 return _flag_linear_solve(v, stats, problem.throw)
 
-            return jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), rhs, solve, solve)
+            v = jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), rhs, solve, solve)
+            return tree.scale(_finite_sensitivity(problem, x, params, live), v)
 
         return _at_returned_point(problem, x0, params, x0_dot, params_dot, tangent)
 
 
-def _solve_flat(solver, matvec, b):
-    """Temporary: the linear solvers still take flat vectors."""
-    from jax.flatten_util import ravel_pytree
+def _finite_sensitivity(problem: Problem, x, params, live: Live):
+    """1, or an error (NaN with throw=False) if ∂F/∂θ is not finite at (x_K, θ).
 
-    flat_b, unravel = ravel_pytree(b)
-    v, stats = solver.solve(lambda u: ravel_pytree(matvec(unravel(u)))[0], flat_b)
-    return unravel(v), stats
+    Forward mode sees a non-finite ∂F/∂θ as a non-finite right-hand side of the linear solve;
+    reverse mode would only produce θ̄ = Bᵀw = inf after a successful solve. One JVP of F along
+    the all-ones direction of the live θ leaves, computed in the forward pass, reports it the
+    same way in both (a sum of finite terms is finite; an infinite partial derivative makes it
+    inf or NaN).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    direction = [
+        jnp.ones_like(p) if on and jnp.issubdtype(p.dtype, jnp.inexact) else zero_cotangent(p)
+        for p, on in zip(leaves, live.params, strict=True)
+    ]
+    probe = jax.jvp(
+        lambda p: problem.map(x, p), (params,), (jax.tree_util.tree_unflatten(treedef, direction),)
+    )[1]
+    finite = tree.all_finite(probe)
+    code = jnp.where(finite, RESULTS.successful, RESULTS.linear_nonfinite_input)
+    one = jnp.ones((), tree.widest_dtype(x))
+    if problem.throw:
+        return _errors.raise_if(one, code, True, "iterdiff.fixed_point (implicit derivative)")
+    return jnp.where(finite, one, jnp.nan)
 
 
 def _flag_linear_solve(v, stats, throw: bool):
     """v, or a raised error (throw=True) / NaN (throw=False) if the linear solve failed."""
-    code = getattr(stats, "result", None)
-    if code is None:  # solvers that report only convergence
-        code = jnp.where(stats.converged, RESULTS.successful, RESULTS.linear_max_steps_reached)
+    code = stats.result
     if throw:
         return _errors.raise_if(v, code, True, "iterdiff.fixed_point (implicit derivative)")
     return tree.where(code == RESULTS.successful, v, tree.full_like(v, jnp.nan))

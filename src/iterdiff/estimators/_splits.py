@@ -1,0 +1,111 @@
+"""Validation splits for the tuners, as weight masks over the samples.
+
+Every split k becomes two weight vectors over all n samples: t_k = 1/n_train on its training
+rows (0 elsewhere) and v_k = 1/n_val on its validation rows. The inner problem of fold k is the
+training objective weighted by t_k, the outer loss the validation loss weighted by v_k. All folds
+then have the same shapes and are solved together (one vmapped, jitted solve) even when their
+sizes differ; the fit on all the data rides along as one more fold with no weight in the outer
+loss.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+
+
+def make_splits(owner: str, cv, n_samples: int, y=None, *, classifier: bool, random_state=None):
+    """The list of (train, validation) index arrays that ``cv`` describes.
+
+    ``cv`` is an int ≥ 2 (K-fold; stratified for classifiers, without shuffling as in
+    LassoCV), a float in (0, 1) (one shuffled split with that validation fraction), a
+    scikit-learn splitter (an object with ``split``), or an iterable of (train, val) pairs.
+    """
+    if isinstance(cv, bool):
+        raise TypeError(f"{owner}(cv={cv!r}): cv must be an int, a float, a splitter or splits.")
+    if isinstance(cv, numbers.Integral):
+        if cv < 2:
+            raise ValueError(
+                f"{owner}(cv={cv}): K-fold cross-validation needs cv ≥ 2; for one validation "
+                "split pass a fraction such as cv=0.25."
+            )
+        if n_samples < 2 * cv:
+            raise ValueError(
+                f"{owner}: cv={cv} folds need at least {2 * cv} samples (two per validation "
+                f"fold), got n_samples={n_samples}. Use fewer folds or more data."
+            )
+        splitter = StratifiedKFold(int(cv)) if classifier else KFold(int(cv))
+    elif isinstance(cv, numbers.Real):
+        if not 0.0 < cv < 1.0:
+            raise ValueError(
+                f"{owner}(cv={cv!r}): a float cv is the validation fraction and must lie in (0, 1)."
+            )
+        kind = StratifiedShuffleSplit if classifier else ShuffleSplit
+        splitter = kind(n_splits=1, test_size=float(cv), random_state=random_state)
+    elif hasattr(cv, "split"):
+        splitter = cv
+    else:
+        splitter = None
+    try:
+        if splitter is None:
+            splits = list(cv)
+        else:
+            splits = list(splitter.split(np.zeros((n_samples, 1)), y))
+    except TypeError as error:
+        raise TypeError(
+            f"{owner}(cv={cv!r}): cv must be an int, a float, a splitter or splits."
+        ) from error
+    if not splits:
+        raise ValueError(f"{owner}: cv gave no splits.")
+    checked = []
+    for k, split in enumerate(splits):
+        train, val = (np.asarray(part, dtype=np.int64).reshape(-1) for part in split)
+        for name, part in (("training", train), ("validation", val)):
+            if part.size < 2:
+                what = "no samples" if part.size == 0 else "1 sample (n_samples=1)"
+                raise ValueError(
+                    f"{owner}: {name} split {k} has {what}; the hypergradient needs at least 2 "
+                    f"samples on each side (a {name} loss on fewer is meaningless). Use fewer "
+                    "folds, a larger validation fraction or more data."
+                )
+            if part.min() < 0 or part.max() >= n_samples:
+                raise ValueError(f"{owner}: {name} split {k} has indices outside [0, {n_samples}).")
+        checked.append((train, val))
+    return checked
+
+
+def split_weights(splits, n_samples: int, dtype):
+    """Weight masks (K + 1, n): 1/n_train on training rows and 1/n_val on validation rows, and
+    the weight of each fold in the outer loss (1/K).
+
+    The last "fold" is the fit on all the data, which the estimator keeps as its model: it is
+    solved with the others (warm-started, in the same compiled call) and has weight 0 in the
+    outer loss, so the final model needs no separate solve or compilation.
+    """
+    everything = np.arange(n_samples)
+    splits = [*splits, (everything, everything)]
+    train_w = np.zeros((len(splits), n_samples), dtype)
+    val_w = np.zeros((len(splits), n_samples), dtype)
+    for k, (train, val) in enumerate(splits):
+        train_w[k, train] = 1.0 / train.size
+        val_w[k, val] = 1.0 / val.size
+    fold_w = np.full(len(splits), 1.0 / (len(splits) - 1), dtype)
+    fold_w[-1] = 0.0
+    return train_w, val_w, fold_w
+
+
+def bucket(size: int, smallest: int = 8) -> int:
+    """The padded size for ``size``: the next power of two, at least ``smallest``.
+
+    Padding the samples and features to these sizes (padded rows have zero weight, padded
+    features zero coefficients) lets fits on data of nearby shapes share one compilation,
+    which costs far more than the padded arithmetic on the data sizes these tuners are for.
+    """
+    return max(smallest, 1 << (max(size, 1) - 1).bit_length())
+
+
+def pad_rows_cols(X: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """X padded with zeros to shape (rows, cols) (1-D: to rows)."""
+    if X.ndim == 1:
+        return np.pad(X, (0, rows - X.shape[0]))
+    return np.pad(X, ((0, rows - X.shape[0]), (0, cols - X.shape[1])))
