@@ -52,7 +52,7 @@ def test_derivative_with_respect_to_a_closed_over_value():
 
 def test_integer_leaves_in_theta_are_allowed_and_not_differentiated():
     def F(x, theta):
-        return 0.5 * x + theta["scale"] * theta["power"]
+        return 0.5 * x + theta["scale"] * theta["power"].astype(theta["scale"].dtype)
 
     theta = {"scale": jnp.asarray(1.5), "power": jnp.asarray(2, jnp.int32)}
     for mode in (itd.Implicit(), itd.Unrolled(), itd.OneStep()):
@@ -84,7 +84,8 @@ def test_float32(mode):
     """float32 works with the precision-aware defaults (tol 1e-5, linear tol 1e-5)."""
     x0 = RIDGE.x0.astype(jnp.float32)
     theta = jnp.asarray(RIDGE.theta, jnp.float32)
-    F32 = lambda x, t: RIDGE.F(x, t).astype(jnp.float32)  # noqa: E731
+    def F32(x, t):  # the float64 problem data, evaluated on a float32 state
+        return RIDGE.F(x.astype(jnp.float64), t.astype(jnp.float64)).astype(jnp.float32)
 
     def f(t):
         return itd.fixed_point(F32, x0, t, mode=mode).value
