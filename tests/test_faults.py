@@ -256,3 +256,71 @@ def test_infinite_sensitivity_gives_nan_with_throw_false(transform):
     )
     assert np.isnan(jax.jit(fn)(jnp.asarray(0.0)))
     np.testing.assert_allclose(jax.jit(fn)(jnp.asarray(4.0)), 2 * 2 * 0.25, rtol=1e-7)
+
+
+# Cause 3: a loss scaled by a tiny or huge constant keeps its (scaled) gradient.
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e19])
+def test_scaled_float32_loss_keeps_its_gradient(scale):
+    def G(x, t):
+        return 0.5 * jnp.tanh(x) + t
+
+    def loss(t):
+        x = itd.fixed_point(G, jnp.zeros(4, jnp.float32), t).value
+        return jnp.float32(scale) * jnp.sum(x)
+
+    def unit(t):
+        return jnp.sum(itd.fixed_point(G, jnp.zeros(4, jnp.float32), t).value)
+
+    t = jnp.float32(0.3)
+    got, want = jax.jit(jax.grad(loss))(t), jax.jit(jax.grad(unit))(t)
+    assert got.dtype == jnp.float32 and float(want) > 0
+    np.testing.assert_allclose(float(got) / scale, float(want), rtol=1e-4)
+
+
+# Cause 11: a derivative along an undetermined direction is flagged, not answered.
+
+
+@pytest.mark.parametrize(
+    "solver", [itd.linear_solve.GMRES(), itd.linear_solve.LeastSquares()], ids=["gmres", "lsq"]
+)
+def test_gauge_dependent_sinkhorn_readout_is_flagged(solver):
+    """Σ of the Sinkhorn potential depends on the gauge, which I − ∂ₓF leaves undetermined."""
+    import zoo
+
+    case = zoo.sinkhorn()
+
+    def f(C, throw):
+        sol = itd.fixed_point(
+            case.F, case.x0, C, mode=itd.Implicit(solver), max_steps=3000, throw=throw
+        )
+        return jnp.sum(sol.value)
+
+    assert np.all(np.isnan(jax.jit(jax.grad(lambda C: f(C, False)))(case.theta)))
+    with pytest.raises(RuntimeErrors, match="implicit derivative"):
+        jax.block_until_ready(jax.jit(jax.grad(lambda C: f(C, True)))(case.theta))
+
+
+@pytest.mark.parametrize("mode_name", ["gmres", "cg", "lsq"])
+def test_nearly_singular_diagonal_map_is_right_or_flagged(mode_name):
+    """(I − ∂ₓF) = diag(1e-12, 0.5) with b = (1e-11, 1): b's first component is below the
+    solver's relative tolerance, so a residual test alone accepts v ≈ (1e-11, 2) for the true
+    (10, 2). The solve must return the true derivative or report the system."""
+    solver = {
+        "gmres": itd.linear_solve.GMRES(),
+        "cg": itd.linear_solve.CG(),
+        "lsq": itd.linear_solve.LeastSquares(),
+    }[mode_name]
+    d = jnp.asarray([1 - 1e-12, 0.5])
+    c = jnp.asarray([1e-11, 1.0])
+
+    def f(t):
+        def G(x, t):
+            return d * x + c * t
+
+        x0 = jnp.asarray([10.0, 2.0])  # the fixed point at t = 1: the forward pass converges
+        return jnp.sum(itd.fixed_point(G, x0, t, mode=itd.Implicit(solver), throw=False).value)
+
+    g = float(jax.jit(lambda t: jax.jvp(f, (t,), (1.0,))[1])(1.0))
+    assert np.isnan(g) or abs(g - 12.0) < 1e-3

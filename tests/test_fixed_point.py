@@ -84,6 +84,7 @@ def test_float32(mode):
     """float32 works with the precision-aware defaults (tol 1e-5, linear tol 1e-5)."""
     x0 = RIDGE.x0.astype(jnp.float32)
     theta = jnp.asarray(RIDGE.theta, jnp.float32)
+
     def F32(x, t):  # the float64 problem data, evaluated on a float32 state
         return RIDGE.F(x.astype(jnp.float64), t.astype(jnp.float64)).astype(jnp.float32)
 
