@@ -1,6 +1,6 @@
-"""check_gradients: every mode and finite differences on a user map, n = 200, in < 10 s."""
-
-import time
+"""check_gradients: every mode and finite differences on a user map, n = 200. (Its time budget,
+< 10 s, is measured by benchmarks/bench_diagnostics.py, not asserted here: speed targets live in
+the benchmarks.)"""
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,10 +19,7 @@ def test_check_gradients_table_on_ridge_n200(capsys):
     def F(x, theta):
         return x - step * (H @ x - A.T @ y + theta * x)
 
-    # CPU time of this process: the budget of a dedicated machine, robust to a busy CI box
-    start = time.process_time()
     check = itd.diagnostics.check_gradients(F, jnp.zeros(n), jnp.asarray(50.0), max_steps=2000)
-    assert time.process_time() - start < 10.0
     table = capsys.readouterr().out
     for name in ("Implicit", "Unrolled", "Truncated(10)", "OneStep", "finite differences"):
         assert name in table
