@@ -66,8 +66,13 @@ def test_deq_gradient_against_finite_differences(deq_problem, mode_name):
 
 
 def test_deq_layer_is_a_contraction(deq_problem):
-    params = deq_problem[0]
-    assert deq.contraction_bound(params) <= deq.SCALE + 1e-12
+    params, _, x, _ = deq_problem
+    bound = deq.contraction_bound(params)
+    assert bound <= deq.SCALE + 1e-12
+    # the trust diagnostics at the fixed point: ‖diag(relu′)W‖₂ ≤ ‖W‖₂, and ρ ≤ ‖·‖₂
+    measured = deq.measured_contraction(params, x)
+    assert 0 < measured["spectral_radius"] <= measured["operator_norm"] + 1e-8
+    assert measured["operator_norm"] <= bound + 1e-8
 
 
 def test_deq_short_training_run_learns():
