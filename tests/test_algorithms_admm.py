@@ -36,7 +36,7 @@ LASSO = ADMM(prox_f=prox_least_squares, prox_g=prox_l1, rho=RHO)
 def lasso(lam, mode=itd.Implicit(), max_steps=20_000):
     th = {"lam": lam}
     sol = itd.fixed_point(
-        LASSO.F, LASSO.init(jnp.zeros(P)), th, mode=mode, tol=1e-12, max_steps=max_steps
+        LASSO.F, LASSO.init(th, jnp.zeros(P)), th, mode=mode, tol=1e-12, max_steps=max_steps
     )
     return LASSO.readout(sol.value, th)
 
@@ -61,7 +61,7 @@ def test_lasso_derivative_closed_form(lasso_reference, mode):
 
 def test_lasso_derivatives_converge_linearly(lasso_reference):
     _, J = lasso_reference
-    init = LASSO.init(jnp.zeros(P))
+    init = LASSO.init(None, jnp.zeros(P))
     _, dz = piggyback_trace(LASSO.F, init, {"lam": LAM}, {"lam": 1.0}, 600, LASSO.readout)
     err = np.linalg.norm(np.asarray(dz) - J, axis=1) / np.linalg.norm(J)
     rate = fit_rate(err, lo=1e-10, hi=1e-3)
@@ -96,7 +96,7 @@ def test_box_qp_matches_scipy_and_derivative():
 
     def solve(q, mode=itd.Implicit()):
         sol = itd.fixed_point(
-            alg.F, alg.init(jnp.zeros(10)), q, mode=mode, tol=1e-12, max_steps=20_000
+            alg.F, alg.init(q, jnp.zeros(10)), q, mode=mode, tol=1e-12, max_steps=20_000
         )
         return alg.readout(sol.value, q)
 
@@ -120,7 +120,7 @@ def test_box_qp_matches_scipy_and_derivative():
 
 
 def test_state_and_errors():
-    st = LASSO.init(jnp.zeros(P))
+    st = LASSO.init(None, jnp.zeros(P))
     assert isinstance(st, ADMMState) and np.all(np.asarray(st.u) == 0)
     with pytest.raises(ValueError, match="rho"):
         ADMM(prox_least_squares, prox_l1, rho=0.0)

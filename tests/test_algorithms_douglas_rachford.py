@@ -28,7 +28,7 @@ Z0 = jnp.eye(P)
 
 def precision(theta, mode=itd.Implicit(), solver=itd.Picard()):
     sol = itd.fixed_point(
-        DR.F, DR.init(Z0), theta, mode=mode, solver=solver, tol=1e-12, max_steps=20_000
+        DR.F, DR.init(theta, Z0), theta, mode=mode, solver=solver, tol=1e-12, max_steps=20_000
     )
     return DR.readout(sol.value, theta), sol
 
@@ -74,10 +74,10 @@ def test_derivatives_converge_linearly(derivatives):
     """Piggyback derivatives of x_k = prox_f(z_k) converge linearly (Bolte, Pauwels & Vaiter
     2022) at the spectral radius of ∂F(z̄) (fitted within 10% in the exponent)."""
     d, dX_imp, _ = derivatives
-    _, dXs = piggyback_trace(DR.F, DR.init(Z0), THETA, d, 1500, DR.readout)
+    _, dXs = piggyback_trace(DR.F, DR.init(THETA, Z0), THETA, d, 1500, DR.readout)
     err = np.abs(np.asarray(dXs) - np.asarray(dX_imp)).max(axis=(1, 2)) / np.abs(dX_imp).max()
     z = jax.jit(
-        lambda th: itd.fixed_point(DR.F, DR.init(Z0), th, tol=1e-12, max_steps=20_000).value
+        lambda th: itd.fixed_point(DR.F, DR.init(th, Z0), th, tol=1e-12, max_steps=20_000).value
     )(THETA)
     # ∂F(z̄) has the eigenvalue 1 on antisymmetric matrices supported on the zero pattern
     # (prox_f only sees the symmetric part of z, prox_g passes the rest through): I − ∂F is

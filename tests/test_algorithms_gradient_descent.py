@@ -28,7 +28,7 @@ X0 = jnp.zeros(P)
 
 def solve(theta, mode=itd.Implicit(), solver=itd.Picard()):
     return itd.fixed_point(
-        GD.F, GD.init(X0), theta, mode=mode, solver=solver, tol=1e-12, max_steps=50_000
+        GD.F, GD.init(theta, X0), theta, mode=mode, solver=solver, tol=1e-12, max_steps=50_000
     )
 
 
@@ -97,3 +97,37 @@ def test_bad_inputs():
         GradientDescent(jax.grad(f), step=0.0)
     with pytest.raises(TypeError, match="step"):
         GradientDescent(jax.grad(f), step="big")
+
+
+def test_init_needs_x0_where_theta_does_not_fix_the_shape():
+    with pytest.raises(ValueError, match=r"GradientDescent.init\(theta, x0\): pass x0"):
+        GD.init(1.0)
+
+
+def test_docstring_example_runs():
+    """The example in GradientDescent's docstring, with its names bound."""
+    import doctest
+
+    from iterdiff.algorithms import _gradient_descent
+
+    H = jnp.asarray([[2.0, 0.5], [0.5, 1.0]])
+
+    def f(x, theta):
+        return 0.5 * x @ H @ x - theta @ x
+
+    L = float(jnp.linalg.eigvalsh(H).max())
+    globs = {
+        "itd": itd,
+        "jax": jax,
+        "jnp": jnp,
+        "f": f,
+        "L": L,
+        "GradientDescent": itd.algorithms.GradientDescent,
+        "x0": jnp.zeros(2),
+        "theta": jnp.asarray([1.0, -1.0]),
+    }
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(_gradient_descent.GradientDescent, globs=globs):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 2

@@ -36,7 +36,9 @@ def problem():
 def test_converges_to_sklearn(problem):
     w, _, hb = problem
     sol = jax.jit(
-        lambda lam: itd.fixed_point(hb.F, hb.init(jnp.zeros(P)), lam, tol=1e-12, max_steps=20_000)
+        lambda lam: itd.fixed_point(
+            hb.F, hb.init(lam, jnp.zeros(P)), lam, tol=1e-12, max_steps=20_000
+        )
     )(LAM)
     assert isinstance(sol.value, HeavyBallState)
     np.testing.assert_allclose(hb.readout(sol.value, LAM), w, atol=1e-9)
@@ -46,7 +48,7 @@ def test_converges_to_sklearn(problem):
 def test_derivatives_converge_on_c2_problem(problem):
     """Piggyback derivatives of heavy ball converge to ∂w̄/∂λ, linearly at the iterates' rate."""
     w, J, hb = problem
-    states, dstates = piggyback_trace(hb.F, hb.init(jnp.zeros(P)), LAM, 1.0, 1500, hb.readout)
+    states, dstates = piggyback_trace(hb.F, hb.init(LAM, jnp.zeros(P)), LAM, 1.0, 1500, hb.readout)
     x_err = np.linalg.norm(np.asarray(states) - w, axis=1)
     d_err = np.linalg.norm(np.asarray(dstates) - J, axis=1) / np.linalg.norm(J)
     assert d_err[-1] < 1e-9
@@ -61,7 +63,7 @@ def test_modes_match_closed_form(problem, mode):
 
     def readout(lam):
         sol = itd.fixed_point(
-            hb.F, hb.init(jnp.zeros(P)), lam, mode=mode, tol=1e-12, max_steps=20_000
+            hb.F, hb.init(lam, jnp.zeros(P)), lam, mode=mode, tol=1e-12, max_steps=20_000
         )
         return hb.readout(sol.value, lam)
 

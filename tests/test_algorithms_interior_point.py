@@ -119,7 +119,8 @@ def test_forward_derivatives_all_modes(seed):
 
 
 def test_reverse_mode_paper_objective():
-    """∇_b ½‖x*(b)‖² (the one-step paper's experiment), one-step vs implicit vs closed form."""
+    """∇_b ½‖x*(b)‖² (the one-step paper's experiment), one-step vs implicit vs unrolled (reverse
+    mode through the factored KKT solves) vs closed form."""
     p = qp(0)
 
     def outer(b, mode):
@@ -127,6 +128,7 @@ def test_reverse_mode_paper_objective():
 
     g_imp = jax.jit(jax.grad(lambda b: outer(b, MODES["implicit"])))(p.b)
     g_os = jax.jit(jax.grad(lambda b: outer(b, MODES["onestep"])))(p.b)
+    g_unr = jax.jit(jax.grad(lambda b: outer(b, MODES["unrolled"])))(p.b)
     sol = solve_jit(p)
     cols = []
     for i in range(len(p.b)):
@@ -134,6 +136,7 @@ def test_reverse_mode_paper_objective():
         cols.append(active_set_derivative(p, sol.value.x, sol.value.s, e))
     want = np.stack(cols, 1).T @ np.asarray(sol.value.x)
     np.testing.assert_allclose(g_imp, want, rtol=1e-8)
+    np.testing.assert_allclose(g_unr, want, rtol=1e-8)
     assert np.max(np.abs(g_os - g_imp)) < 1e-6
 
 

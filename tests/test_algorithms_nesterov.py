@@ -37,7 +37,7 @@ TOL = 1e-9
 def fista(lam, mode=itd.Implicit()):
     th = {"lam": lam}
     sol = itd.fixed_point(
-        FISTA.F, FISTA.init(jnp.zeros(P)), th, mode=mode, tol=TOL, max_steps=100_000
+        FISTA.F, FISTA.init(th, jnp.zeros(P)), th, mode=mode, tol=TOL, max_steps=100_000
     )
     return FISTA.readout(sol.value, th), sol
 
@@ -65,7 +65,7 @@ def test_fista_derivatives(lasso_reference):
     jvp = jax.jit(lambda lam: jax.jvp(lambda l: fista(l)[0], (lam,), (1.0,))[1])(LAM)
     np.testing.assert_allclose(jvp, J, rtol=1e-6, atol=1e-9)
     _, dx = piggyback_trace(
-        FISTA.F, FISTA.init(jnp.zeros(P)), {"lam": LAM}, {"lam": 1.0}, 3000, FISTA.readout
+        FISTA.F, FISTA.init(None, jnp.zeros(P)), {"lam": LAM}, {"lam": 1.0}, 3000, FISTA.readout
     )
     err = np.linalg.norm(np.asarray(dx) - J, axis=1) / np.linalg.norm(J)
     assert err[-1] < 1e-6
@@ -88,13 +88,13 @@ def test_constant_momentum_on_logistic_beats_gd():
     @jax.jit
     def run(lam):
         a = itd.fixed_point(
-            nest.F, nest.init(jnp.zeros(Xc.shape[1])), lam, tol=1e-12, max_steps=50_000
+            nest.F, nest.init(lam, jnp.zeros(Xc.shape[1])), lam, tol=1e-12, max_steps=50_000
         )
         b = itd.fixed_point(gd.F, jnp.zeros(Xc.shape[1]), lam, tol=1e-12, max_steps=50_000)
         dx = jax.jvp(
             lambda l: nest.readout(
                 itd.fixed_point(
-                    nest.F, nest.init(jnp.zeros(Xc.shape[1])), l, tol=1e-12, max_steps=50_000
+                    nest.F, nest.init(l, jnp.zeros(Xc.shape[1])), l, tol=1e-12, max_steps=50_000
                 ).value,
                 l,
             ),

@@ -148,8 +148,8 @@ def test_project_simplex():
     np.testing.assert_allclose(J1, np.eye(3) - np.ones((3, 3)) / 3, atol=1e-15)
     with pytest.raises(ValueError, match="radius must be > 0"):
         prox.project_simplex(x, 0.0)
-    with pytest.raises(ValueError, match="vector"):
-        prox.project_simplex(jnp.ones((2, 2)))
+    # a matrix (or any pytree) is one vector: its entries are projected together
+    np.testing.assert_allclose(prox.project_simplex(jnp.ones((2, 2))), np.full((2, 2), 0.25))
 
 
 def test_project_l1_ball():

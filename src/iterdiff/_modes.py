@@ -93,26 +93,15 @@ class Implicit(AbstractMode):
         _, a_dot = jax.linearize(lambda v: problem.map(v, params), x)
 
         def solve(matvec, b):
-            v, stats = _solve_flat(self.linear_solver, matvec, b)
+            v, stats = self.linear_solver.solve(matvec, b)
             return _flag_linear_solve(v, stats, problem.throw)
 
         return jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), rhs, solve, solve)
 
 
-def _solve_flat(solver, matvec, b):
-    """Temporary: the linear solvers still take flat vectors."""
-    from jax.flatten_util import ravel_pytree
-
-    flat_b, unravel = ravel_pytree(b)
-    v, stats = solver.solve(lambda u: ravel_pytree(matvec(unravel(u)))[0], flat_b)
-    return unravel(v), stats
-
-
 def _flag_linear_solve(v, stats, throw: bool):
     """v, or a raised error (throw=True) / NaN (throw=False) if the linear solve failed."""
-    code = getattr(stats, "result", None)
-    if code is None:  # solvers that report only convergence
-        code = jnp.where(stats.converged, RESULTS.successful, RESULTS.linear_max_steps_reached)
+    code = stats.result
     if throw:
         return _errors.raise_if(v, code, True, "iterdiff.fixed_point (implicit derivative)")
     return tree.where(code == RESULTS.successful, v, tree.full_like(v, jnp.nan))

@@ -70,10 +70,14 @@ class RESULTS:
             "use mode=Unrolled() for the derivative of the iterations that ran."
         ),
         linear_ill_conditioned: (
-            "the system (I − ∂ₓF) v = b is singular or nearly so: the solution is huge "
-            "compared with b, so the derivative is not to be trusted (∂ₓF has an eigenvalue "
-            "≈ 1 at the solution). Differentiate a readout that does not depend on that "
-            "direction, or use mode=Unrolled() for the derivative of the iterations that ran."
+            "the system (I − ∂ₓF) v = b is singular or nearly so (∂ₓF has an eigenvalue ≈ 1 at "
+            "the solution): the estimated error of v exceeds √tol relative to v, either because "
+            "v is huge compared with b (rounding in I − ∂ₓF alone then costs the digits) or "
+            "because one more solver step along the final residual would change v that much, "
+            "although the residual met its tolerance. The derivative is not to be trusted. "
+            "Differentiate a readout that does not depend on that direction, try LU() for small "
+            "problems or a smaller tol, or use mode=Unrolled() for the derivative of the "
+            "iterations that ran."
         ),
     }
 

@@ -63,6 +63,15 @@ def axpy(c, x, y):
     return tree_map(lambda a, b: _cast(c, a) * a + b, x, y)
 
 
+def scale_wide(c, x):
+    """c·x for a scalar c, each product formed in the widest dtype and cast back to the leaf's.
+
+    For rescalings whose factor may not be representable in a narrower leaf's dtype (1/‖b‖ with
+    ‖b‖ = 1e-160 set by a float64 leaf, applied to a float32 leaf)."""
+    c = jnp.asarray(c).astype(widest_dtype(x))
+    return tree_map(lambda a: (c * a.astype(c.dtype)).astype(jnp.result_type(a)), x)
+
+
 def zeros_like(x):
     return tree_map(jnp.zeros_like, x)
 
@@ -114,6 +123,30 @@ def normalize(x):
     n = two_norm(x)
     safe = jnp.where(n > 0, n, 1)
     return scale(1 / safe, x), n
+
+
+def ravel(x) -> tuple[Array, Callable[[Array], Any]]:
+    """(all entries of x as one vector in the widest dtype, the inverse map).
+
+    The inverse casts each leaf back to its own dtype. Unlike `jax.flatten_util.ravel_pytree`
+    it casts explicitly, so it works under strict dtype promotion. For dense linear algebra only:
+    the loop and the iterative linear solvers never flatten.
+    """
+    parts, treedef = jax.tree_util.tree_flatten(x)
+    wide = widest_dtype(x)
+    shapes = [jnp.shape(a) for a in parts]
+    dtypes = [jnp.result_type(a) for a in parts]
+    sizes = [int(jnp.size(a)) for a in parts]
+    vec = jnp.concatenate([jnp.ravel(a).astype(wide) for a in parts])
+
+    def unravel(v: Array):
+        out, start = [], 0
+        for shape, dtype, n in zip(shapes, dtypes, sizes, strict=True):
+            out.append(v[start : start + n].reshape(shape).astype(dtype))
+            start += n
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    return vec, unravel
 
 
 # Stacks: leaves with a leading axis of length m.

@@ -5,7 +5,7 @@ Each algorithm is an immutable object built from problem ingredients (callables 
 runs a loop; solve and differentiate with `iterdiff.fixed_point`:
 
     alg = ForwardBackward(grad=grad_f, prox=soft_threshold, step=1 / L)
-    sol = itd.fixed_point(alg.F, alg.init(x0), theta, mode=itd.Implicit())
+    sol = itd.fixed_point(alg.F, alg.init(theta, x0), theta, mode=itd.Implicit())
     x = alg.readout(sol.value, theta)
 
 A prox is a function ``prox(v, step, theta) = argmin_u g(u, θ) + ‖u − v‖²/(2·step)``.

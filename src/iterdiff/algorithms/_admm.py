@@ -11,6 +11,7 @@ from ._base import (
     as_float_tree,
     check_callable,
     check_scalar,
+    require_x0,
     resolve,
     tree_add,
     tree_sub,
@@ -55,9 +56,9 @@ class ADMM(AbstractAlgorithm):
         check_callable("ADMM", "prox_g", self.prox_g, "prox(v, step, theta)")
         check_scalar("ADMM", "rho", self.rho)
 
-    def init(self, z0, u0=None) -> ADMMState:
-        """(z0, u0), with u0 = 0 by default."""
-        z0 = as_float_tree(z0)
+    def init(self, theta, x0=None, u0=None) -> ADMMState:
+        """(z0, u0) with z0 = x0 (the starting point) and u0 = 0 by default."""
+        z0 = require_x0("ADMM", x0)
         u0 = jax.tree_util.tree_map(jnp.zeros_like, z0) if u0 is None else as_float_tree(u0)
         return ADMMState(z0, u0)
 

@@ -3,7 +3,7 @@ pytree arithmetic and input checks.
 
 Every algorithm is a fixed-point map. It is built from problem ingredients (callables of
 ``(x, theta)``), holds no data of its own, and never runs a loop: users call
-``iterdiff.fixed_point(alg.F, alg.init(...), theta, ...)`` and read the answer with
+``iterdiff.fixed_point(alg.F, alg.init(theta, x0), theta, ...)`` and read the answer with
 ``alg.readout(solution.value, theta)``.
 """
 
@@ -26,12 +26,31 @@ class AbstractAlgorithm(eqx.Module):
     dual variables, potentials, slacks)."""
 
     @abc.abstractmethod
+    def init(self, theta, x0=None):
+        """The starting state for parameters θ.
+
+        ``x0`` is a starting guess of the solution (the primal variable x, or the full state
+        where an algorithm says so). It is required where θ does not determine the state's
+        shape (gradient, proximal and Newton methods) and optional where it does (Sinkhorn,
+        interior point). Use it for warm starts."""
+
+    @abc.abstractmethod
     def F(self, state, theta):
         """One iteration of the algorithm: the fixed-point map."""
 
     def readout(self, state, theta):
         """The quantity of interest at a state (default: the state itself)."""
         return state
+
+
+def require_x0(owner: str, x0):
+    """x0 as a float pytree, or a clear error where it is needed but missing."""
+    if x0 is None:
+        raise ValueError(
+            f"{owner}.init(theta, x0): pass x0, the starting point; θ does not determine the "
+            "shape of the state for this algorithm."
+        )
+    return as_float_tree(x0)
 
 
 def resolve(value: Scalar, theta):

@@ -3,9 +3,9 @@
 from ._base import (
     AbstractAlgorithm,
     Scalar,
-    as_float_tree,
     check_callable,
     check_scalar,
+    require_x0,
     resolve,
     tree_axpy,
     tree_scale,
@@ -44,9 +44,9 @@ class DouglasRachford(AbstractAlgorithm):
         check_scalar("DouglasRachford", "step", self.step)
         check_scalar("DouglasRachford", "relaxation", self.relaxation, high=2.0)
 
-    def init(self, z0):
-        """The starting state: z0 itself (x0 = prox_{γf}(z0))."""
-        return as_float_tree(z0)
+    def init(self, theta, x0=None):
+        """The starting state: x0 itself (x0 = prox_{γf}(x0))."""
+        return require_x0("DouglasRachford", x0)
 
     def F(self, z, theta):
         gamma, lam = resolve(self.step, theta), resolve(self.relaxation, theta)

@@ -6,9 +6,9 @@ from typing import Any
 from ._base import (
     AbstractAlgorithm,
     Scalar,
-    as_float_tree,
     check_callable,
     check_scalar,
+    require_x0,
     resolve,
     tree_axpy,
 )
@@ -46,9 +46,9 @@ class ForwardBackward(AbstractAlgorithm):
         check_callable("ForwardBackward", "prox", self.prox, "prox(v, step, theta)")
         check_scalar("ForwardBackward", "step", self.step)
 
-    def init(self, x0):
+    def init(self, theta, x0=None):
         """The starting state: x0 itself."""
-        return as_float_tree(x0)
+        return require_x0("ForwardBackward", x0)
 
     def F(self, x, theta):
         gamma = resolve(self.step, theta)

@@ -6,9 +6,9 @@ from typing import Any
 from ._base import (
     AbstractAlgorithm,
     Scalar,
-    as_float_tree,
     check_callable,
     check_scalar,
+    require_x0,
     resolve,
     tree_axpy,
 )
@@ -29,7 +29,7 @@ class GradientDescent(AbstractAlgorithm):
 
     Example:
         >>> gd = GradientDescent(jax.grad(f), step=1 / L)
-        >>> x = itd.fixed_point(gd.F, gd.init(x0), theta).value
+        >>> x = itd.fixed_point(gd.F, gd.init(theta, x0), theta).value
     """
 
     grad: Callable[[Any, Any], Any]
@@ -39,9 +39,9 @@ class GradientDescent(AbstractAlgorithm):
         check_callable("GradientDescent", "grad", self.grad, "grad(x, theta)")
         check_scalar("GradientDescent", "step", self.step)
 
-    def init(self, x0):
+    def init(self, theta, x0=None):
         """The starting state: x0 itself."""
-        return as_float_tree(x0)
+        return require_x0("GradientDescent", x0)
 
     def F(self, x, theta):
         return tree_axpy(-resolve(self.step, theta), self.grad(x, theta), x)

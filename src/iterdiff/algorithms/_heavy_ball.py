@@ -6,9 +6,9 @@ from typing import Any, NamedTuple
 from ._base import (
     AbstractAlgorithm,
     Scalar,
-    as_float_tree,
     check_callable,
     check_scalar,
+    require_x0,
     resolve,
     tree_axpy,
     tree_sub,
@@ -47,9 +47,9 @@ class HeavyBall(AbstractAlgorithm):
         check_scalar("HeavyBall", "step", self.step)
         check_scalar("HeavyBall", "momentum", self.momentum, high=1.0, closed_low=True)
 
-    def init(self, x0) -> HeavyBallState:
+    def init(self, theta, x0=None) -> HeavyBallState:
         """The starting state (x0, x0): no initial velocity."""
-        x0 = as_float_tree(x0)
+        x0 = require_x0("HeavyBall", x0)
         return HeavyBallState(x0, x0)
 
     def F(self, state: HeavyBallState, theta) -> HeavyBallState:

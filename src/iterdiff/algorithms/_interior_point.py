@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import AbstractAlgorithm, check_scalar
+from ._factored_solve import lu_solver
 
 
 class QPParams(NamedTuple):
@@ -40,7 +41,8 @@ class InteriorPointQP(AbstractAlgorithm):
     One iteration (Mehrotra 1992; Nocedal & Wright, Numerical Optimization, Alg. 16.4):
 
     1. factor the full (unreduced) KKT matrix K = [[Q, 0, Aᵀ, Gᵀ], [0, Z, 0, S], [A, 0, 0, 0],
-       [G, I, 0, 0]] once (LU);
+       [G, I, 0, 0]] once (LU); derivatives of the two solves reuse these factors (implicit
+       differentiation of K d = r, not reverse mode through the factorisation);
     2. affine (predictor) direction: K Δ_aff = −(r_d, s∘z, r_p, r_i);
     3. μ = sᵀz/p, α_aff = largest step ≤ 1 keeping s, z ≥ 0, μ_aff = (s + α_aff Δs)ᵀ(z + α_aff Δz)/p,
        centring σ = (μ_aff/μ)³;
@@ -104,10 +106,12 @@ class InteriorPointQP(AbstractAlgorithm):
         G, h = _pair("G", "h", p.G, p.h, n, dtype)
         return QPParams(Q.astype(dtype), q.astype(dtype), A, b, G, h)
 
-    def init(self, theta) -> QPState:
-        """Mehrotra-style start: the solution of the equality-constrained least-squares problem
+    def init(self, theta, x0=None) -> QPState:
+        """``x0`` (a `QPState`, e.g. a previous solution) or a Mehrotra-style start: the solution of the equality-constrained least-squares problem
         [[Q, Aᵀ, Gᵀ], [A, 0, 0], [G, 0, −I]] (x, y, z) = (−q, b, h), with s = h − Gx and z
         shifted so that min(s), min(z) ≥ 1."""
+        if x0 is not None:
+            return x0
         Q, q, A, b, G, h = self.problem(theta)
         n, m, p = q.shape[0], b.shape[0], h.shape[0]
         zeros = jnp.zeros
@@ -139,10 +143,10 @@ class InteriorPointQP(AbstractAlgorithm):
                 [G, jnp.eye(p), zeros((p, m)), zeros((p, p))],
             ]
         )
-        lu = jax.scipy.linalg.lu_factor(K)
+        solve = lu_solver(K)  # one factorisation, reused by both directions and derivatives
 
         def direction(comp):
-            d = jax.scipy.linalg.lu_solve(lu, -jnp.concatenate([r_d, comp, r_p, r_i]))
+            d = solve(-jnp.concatenate([r_d, comp, r_p, r_i]))
             return d[:n], d[n : n + p], d[n + p : n + p + m], d[n + p + m :]
 
         dx, ds, dy, dz = direction(s * z)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from ._base import (
     AbstractAlgorithm,
     Scalar,
-    as_float_tree,
     check_callable,
     check_scalar,
+    require_x0,
     resolve,
     tree_axpy,
     tree_sub,
@@ -68,9 +68,9 @@ class Nesterov(AbstractAlgorithm):
         if self.momentum is not None:
             check_scalar("Nesterov", "momentum", self.momentum, high=1.0, closed_low=True)
 
-    def init(self, x0) -> NesterovState:
+    def init(self, theta, x0=None) -> NesterovState:
         """(x0, x0, s0) with s0 = 1 for the FISTA schedule (t_0 = 1), 0 for constant momentum."""
-        x0 = as_float_tree(x0)
+        x0 = require_x0("Nesterov", x0)
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(x0))
         s0 = jnp.asarray(1.0 if self.momentum is None else 0.0, dtype)
         return NesterovState(x0, x0, s0)

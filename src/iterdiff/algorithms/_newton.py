@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._base import AbstractAlgorithm, as_float_tree, check_callable
+from ._base import AbstractAlgorithm, check_callable, require_x0
 
 
 class BacktrackingLineSearch(eqx.Module):
@@ -91,9 +91,9 @@ class Newton(AbstractAlgorithm):
                 f"{type(self.line_search).__name__}."
             )
 
-    def init(self, x0):
+    def init(self, theta, x0=None):
         """The starting state: x0 itself."""
-        return as_float_tree(x0)
+        return require_x0("Newton", x0)
 
     def F(self, x, theta):
         flat, unravel = ravel_pytree(x)

@@ -71,10 +71,12 @@ class Sinkhorn(AbstractAlgorithm):
             raise ValueError(f"Sinkhorn: epsilon must be a scalar, got shape {eps.shape}.")
         return OTParams(cost, a, b, eps)
 
-    def init(self, theta):
-        """f = 0 (the plan of the first iterate is then the Gibbs kernel rescaled to b)."""
+    def init(self, theta, x0=None):
+        """The row potential f: ``x0`` (a warm start) or f = 0 (the plan of the first iterate
+        is then the Gibbs kernel rescaled to b)."""
         cost = self.problem(theta).cost
-        return jnp.zeros(cost.shape[:1], jnp.result_type(cost.dtype, float))
+        dtype = jnp.result_type(cost.dtype, float)
+        return jnp.zeros(cost.shape[:1], dtype) if x0 is None else jnp.asarray(x0, dtype)
 
     def g_potential(self, f, theta):
         """g(f): the column potential that makes the column sums of P equal to b."""
