@@ -109,9 +109,7 @@ def linear_call(lmap: LinearMap, res, lin, out_like):
     res_flat, res_tree = tree_flatten(res)
     lin_flat, lin_tree = tree_flatten(lin)
     out_flat, out_tree = tree_flatten(out_like)
-    spec = _Spec(
-        lmap, res_tree, lin_tree, map(_aval, lin_flat), out_tree, map(_aval, out_flat)
-    )
+    spec = _Spec(lmap, res_tree, lin_tree, map(_aval, lin_flat), out_tree, map(_aval, out_flat))
     out = _linear_call_p.bind(*res_flat, *lin_flat, spec=spec)
     return tree_unflatten(out_tree, out)
 
@@ -119,7 +117,9 @@ def linear_call(lmap: LinearMap, res, lin, out_like):
 def _impl(*args, spec: _Spec):
     res, lin = spec.split(args)
     out = spec.lmap.apply(res, lin)
-    return [jnp.asarray(o, a.dtype) for o, a in zip(tree_flatten(out)[0], spec.out_avals)]
+    return [
+        jnp.asarray(o, a.dtype) for o, a in zip(tree_flatten(out)[0], spec.out_avals, strict=True)
+    ]
 
 
 def _abstract_eval(*args, spec: _Spec):
@@ -147,7 +147,7 @@ def _jvp(primals, tangents, *, spec: _Spec):
         return out, [ad.Zero(a.to_tangent_aval()) for a in spec.out_avals]
     tangent = terms[0]
     for term in terms[1:]:
-        tangent = [a + b for a, b in zip(tangent, term)]
+        tangent = [a + b for a, b in zip(tangent, term, strict=True)]
     return out, tangent
 
 
@@ -159,11 +159,11 @@ def _transpose(cts, *args, spec: _Spec):
         return [None] * len(args)
     cts = [
         jnp.zeros(a.shape, a.dtype) if type(ct) is ad.Zero else ct
-        for ct, a in zip(cts, spec.out_avals)
+        for ct, a in zip(cts, spec.out_avals, strict=True)
     ]
     lin_ct = _linear_call_p.bind(*res, *cts, spec=spec.transposed())
     return [None] * spec.n_res + [
-        ct if ad.is_undefined_primal(v) else None for v, ct in zip(lin, lin_ct)
+        ct if ad.is_undefined_primal(v) else None for v, ct in zip(lin, lin_ct, strict=True)
     ]
 
 
@@ -175,10 +175,8 @@ def _batch(axis_data, args, dims, *, spec: _Spec):
     res, lin = list(args[: spec.n_res]), list(args[spec.n_res :])
     res_dims = dims[: spec.n_res]
     lin = [
-        jnp.broadcast_to(v, (size,) + jnp.shape(v))
-        if d is None
-        else jnp.moveaxis(v, d, 0)
-        for v, d in zip(lin, dims[spec.n_res :])
+        jnp.broadcast_to(v, (size,) + jnp.shape(v)) if d is None else jnp.moveaxis(v, d, 0)
+        for v, d in zip(lin, dims[spec.n_res :], strict=True)
     ]
     res_axes = tree_unflatten(spec.res_tree, list(res_dims))
     batched = _batched_spec(spec, res_axes, size)
@@ -206,7 +204,11 @@ def _batched_spec(spec: _Spec, res_axes, size: int) -> _Spec:
         return [jax.core.ShapedArray((size,) + a.shape, a.dtype) for a in avals]
 
     return _Spec(
-        batched, spec.res_tree, spec.lin_tree, lift(spec.lin_avals), spec.out_tree,
+        batched,
+        spec.res_tree,
+        spec.lin_tree,
+        lift(spec.lin_avals),
+        spec.out_tree,
         lift(spec.out_avals),
     )
 

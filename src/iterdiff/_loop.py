@@ -195,9 +195,7 @@ def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, layout: La
             )
         store = tree.stack_set(store, count, iterate_of(carry))
         end = steps_of(carry) + interval
-        carry = jax.lax.while_loop(
-            lambda c: keep_going(c) & (steps_of(c) < end), body, carry
-        )
+        carry = jax.lax.while_loop(lambda c: keep_going(c) & (steps_of(c) < end), body, carry)
         return count + 1, interval, carry, store
 
     count, interval, carry, store = jax.lax.while_loop(
