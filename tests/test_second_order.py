@@ -35,7 +35,7 @@ MODES = {
     "implicit": (itd.Implicit(), {"tol": 1e-12, "max_steps": 5000}),
     "unrolled": (itd.Unrolled(), {"tol": 1e-300, "max_steps": STEPS, "throw": False}),
     "unrolled_thinned": (
-        itd.Unrolled(checkpoint_every=3, checkpoints=4),
+        itd.Unrolled(checkpoints=4),
         {"tol": 1e-300, "max_steps": STEPS, "throw": False},
     ),
     "onestep": (itd.OneStep(), {"tol": 1e-12, "max_steps": 5000}),
@@ -126,7 +126,7 @@ def test_unrolled_pytree_state_and_x0_second_derivatives():
             case.F,
             x0,
             theta,
-            mode=itd.Unrolled(checkpoint_every=3, checkpoints=4),
+            mode=itd.Unrolled(checkpoints=4),
             max_steps=steps,
             tol=1e-300,
             throw=False,

@@ -136,51 +136,55 @@ def run(fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observ
 
 
 class Layout(NamedTuple):
-    """Static shape of the checkpoint store of `Unrolled` (see `checkpointed_while`).
+    """Static shape of `Unrolled`'s checkpoints.
 
-    ``block``: length c of the blocks that the reverse sweep differentiates as one scan;
-    ``slots``: S, the most checkpoints kept (even when thinning can happen);
-    ``starts``: the most block starts one segment can hold (1 when no thinning can happen).
+    ``slots``: S, the rows of the store that the forward pass fills (thinned when full, so the
+    stored iterates are ``interval`` ≤ ``longest`` steps apart, a power of two).
+    ``buffers``: the rows of the reverse sweep's recomputation buffer at each level: a stretch
+    of n steps is recomputed into ``buffers[d]`` rows when it fits, otherwise thinned into them
+    and each piece reversed at level d + 1; at the last level it always fits.
     """
 
-    block: int
     slots: int
-    starts: int
+    longest: int
+    buffers: tuple[int, ...]
 
     @classmethod
-    def of(cls, max_steps: int, block: int, slots: int) -> "Layout":
-        block = min(block, max_steps)
-        needed = -(-max_steps // block)
-        if needed <= slots:
-            return cls(block, needed, 1)
-        starts = 1
-        while -(-max_steps // (block * starts)) > slots:
-            starts *= 2
-        return cls(block, slots, starts)
+    def of(cls, max_steps: int, rows: int) -> "Layout":
+        """At most ``rows`` (a power of two) rows per store, for runs of up to max_steps."""
+        slots = min(rows, max_steps)
+        longest = 1
+        while -(-max_steps // longest) > slots:
+            longest *= 2
+        buffers, rest = [], longest
+        while rest > rows:
+            split = min(rows, 2 ** -(-(rest.bit_length() - 1) // 2))
+            buffers.append(split)
+            rest //= split
+        return cls(slots, longest, (*buffers, rest))
 
 
 class Checkpoints(NamedTuple):
-    """Iterates at steps 0, I, 2I, … (``count`` rows used), with I = ``interval`` = c·2ʲ."""
+    """Iterates at steps 0, I, 2I, … (``count`` rows used), I = ``interval`` (a power of 2)."""
 
     store: Any
     interval: Array
     count: Array
 
 
-def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, layout: Layout):
+def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, slots: int, thins: bool):
     """``while keep_going(carry): carry = body(carry)``, storing ``iterate_of(carry)`` whenever
-    ``steps_of(carry)`` is a multiple of the interval I, into ``layout.slots`` rows with thinning.
+    ``steps_of(carry)`` is a multiple of the interval I, into ``slots`` rows with thinning.
 
-    I starts at c = ``layout.block``. When all S rows are used, every other checkpoint is
-    dropped (rows 0, 2, 4, … move to rows 0, 1, 2, …) and I doubles, so the store always
-    spans the whole run with S rows, however many steps run: memory is set by S, and the
-    segment length I ≈ K/S adapts to the K steps actually run. The loop takes exactly the
-    steps the plain loop takes (segments are inner while loops of I steps at most).
+    I starts at 1. When all S rows are used, every other checkpoint is dropped (rows 0, 2, 4, …
+    move to rows 0, 1, 2, …) and I doubles, so the store always spans the whole run with S rows
+    however many steps run (``thins=False`` promises that the run fits, K < S). The loop takes
+    exactly the steps the plain loop takes (segments are inner while loops of I steps at most).
 
     Returns the final carry and the `Checkpoints`.
     """
-    store = tree.stack_zeros(layout.slots, iterate_of(carry))
-    half = layout.slots // 2
+    store = tree.stack_zeros(slots, iterate_of(carry))
+    half = slots // 2
 
     def thin(args):
         store, count, interval = args
@@ -189,9 +193,9 @@ def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, layout: La
 
     def segment(state):
         count, interval, carry, store = state
-        if layout.starts > 1:
+        if thins:
             store, count, interval = jax.lax.cond(
-                count == layout.slots, thin, lambda a: a, (store, count, interval)
+                count == slots, thin, lambda a: a, (store, count, interval)
             )
         store = tree.stack_set(store, count, iterate_of(carry))
         end = steps_of(carry) + interval
@@ -201,7 +205,7 @@ def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, layout: La
     count, interval, carry, store = jax.lax.while_loop(
         lambda s: keep_going(s[2]),
         segment,
-        (jnp.zeros((), jnp.int32), jnp.asarray(layout.block, jnp.int32), carry, store),
+        (jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), carry, store),
     )
     return carry, Checkpoints(store, interval, count)
 
@@ -218,7 +222,8 @@ def run_checkpointed(
         lambda c: _keep_going(c, rule),
         lambda c: c.steps,
         lambda c: c.iterate,
-        layout,
+        layout.slots,
+        layout.longest > 1,
     )
 
 

@@ -1,18 +1,17 @@
-"""`Unrolled`: differentiate the iterations that ran, with checkpointing sized by the steps run.
+"""`Unrolled`: differentiate the iterations that ran, with checkpoints sized by the steps run.
 
 Notation: Φ(x0, θ) = x_K, the K solver updates that the forward pass ran (K is fixed by the
 forward pass and not differentiated); u = (ẋ0, θ̇) restricted to the inputs that carry a tangent.
 
 * Forward mode: the piggyback recursion ẋ_{k+1} = ∂step(x_k)·(ẋ_k, θ̇), one JVP per step.
-* Reverse mode: a reverse sweep over the checkpoints stored by the forward pass
-  (`_loop.checkpointed_while`: at most S of them, thinned so they always span the whole run).
-  Each segment between checkpoints is cut into blocks of c steps; every full block is
-  recomputed and differentiated by one `lax.scan` (JAX keeps its intermediate values for c
-  steps and hoists loop-invariant ones), the last, partial block of the run step by step.
-  A segment longer than c (only once the store has been thinned, K > S·c) first recomputes its
-  block starts. So the reverse pass costs about one forward pass plus one VJP per step
-  (≈ 3 evaluations of F per step in all; 4 once thinned), and its memory is S + c iterates plus
-  c steps of intermediates, whatever max_steps is.
+* Reverse mode: a reverse sweep over the iterates stored by the forward pass
+  (`_loop.checkpointed_while`: at most S rows, thinned when full so they always span the
+  whole run). While K ≤ S every iterate is stored and each step is differentiated by one VJP
+  at the forward pass's own iterate (no recomputation: reverse ≈ forward + K VJPs of the
+  step). Beyond, the stretches between stored iterates are recomputed into a buffer (thinned
+  again, level by level, when they do not fit), which adds one evaluation of F per step and
+  level. Memory: S + Σ buffers iterates, set by a byte budget and by max_steps only through
+  the number of levels; F's intermediate values are kept for one step at a time.
 * Second order: D²Φ[u, v] is the piggyback of the piggyback (forward over forward), and every
   transpose of a second derivative is the reverse sweep of the *augmented* program
   (x, ẋ) ↦ (step(x), ∂step(x)·(ẋ, θ̇)), whose checkpoints are recorded on demand.
@@ -35,10 +34,10 @@ from ._linear_call import LinearMap, linear_call
 from ._loop import Checkpoints, Layout
 from ._modes import AbstractMode
 from ._options import check_int
-from ._tangents import Live, zero_cotangent
+from ._tangents import Live, fill_none
 
-DEFAULT_BLOCK = 16
-DEFAULT_CHECKPOINTS = 64
+MEMORY = 16 * 2**20  # bytes of stored iterates per level by default
+ROWS = (16, 1024)  # the fewest and most stored iterates per level
 
 
 class Unrolled(AbstractMode):
@@ -46,50 +45,51 @@ class Unrolled(AbstractMode):
 
     Forward mode propagates ẋ_{k+1} = A_k ẋ_k + B_k θ̇ beside the recomputed iterates (the
     derivative of the solver's own update, Anderson included). Reverse mode walks the K
-    iterations backwards from at most ``checkpoints`` stored iterates, thinned so that they
-    always span the run (memory does not grow with K or max_steps), differentiating blocks of
-    ``checkpoint_every`` steps at a time; it costs about three evaluations of F per step in all
-    (four once K > checkpoints·checkpoint_every), with no work after convergence. Second
-    derivatives (`jax.hessian`, grad of grad, …) work too. The derivative with respect to x0
-    is propagated.
+    iterations backwards with one VJP of the step per iteration, at the forward pass's own
+    iterates: they are stored (up to ``checkpoints`` of them; thinned when the run is longer,
+    so memory does not grow with K or max_steps) and recomputed only when K exceeds that.
+    Cost: about the forward pass plus one VJP of F per step while K ≤ ``checkpoints``, plus one
+    more evaluation of F per step beyond; no work after convergence. Second derivatives
+    (`jax.hessian`, grad of grad, …) work too. The derivative with respect to x0 is propagated.
 
     Converges to ∂x̄/∂θ when ‖A‖ ≤ ρ < 1 (Gilbert 1992); for nonsmooth F, almost everywhere
     (Bolte, Pauwels & Vaiter, NeurIPS 2022).
 
     Arguments:
-        checkpoint_every: block length c, the steps differentiated by one scan (default 16);
-            JAX keeps c steps of F's intermediate values.
-        checkpoints: S, the most iterates stored by the forward pass (default 64, even).
+        checkpoints: S, the most iterates stored at once (a power of two ≥ 2). None (default)
+            fits them in 16 MiB, within 16 to 1024.
     """
 
-    checkpoint_every: int | None = None
-    checkpoints: int = DEFAULT_CHECKPOINTS
+    checkpoints: int | None = None
     assumes_fixed_point: ClassVar[bool] = False
 
     def __check_init__(self):
-        if self.checkpoint_every is not None:
-            check_int("Unrolled", "checkpoint_every", self.checkpoint_every, low=1)
-        check_int("Unrolled", "checkpoints", self.checkpoints, low=2, high=2**20)
-        if self.checkpoints % 2:
-            raise ValueError(
-                f"Unrolled(checkpoints={self.checkpoints}): the number of stored iterates must "
-                f"be even (half of them are dropped when the store is full); try "
-                f"{self.checkpoints + 1}."
-            )
+        if self.checkpoints is not None:
+            check_int("Unrolled", "checkpoints", self.checkpoints, low=2, high=2**20)
+            if self.checkpoints & (self.checkpoints - 1):
+                raise ValueError(
+                    f"Unrolled(checkpoints={self.checkpoints}): the number of stored iterates "
+                    f"must be a power of two (half of them are dropped when the store is "
+                    f"full); try {1 << self.checkpoints.bit_length()}."
+                )
 
-    def layout(self, max_steps: int) -> Layout:
-        return Layout.of(max_steps, self.checkpoint_every or DEFAULT_BLOCK, self.checkpoints)
+    def layout(self, problem, x0, params) -> Layout:
+        rows = self.checkpoints
+        if rows is None:
+            it = jax.eval_shape(_program_of(problem).begin, x0, params)
+            size = sum(a.size * a.dtype.itemsize for a in jax.tree_util.tree_leaves(it))
+            rows = min(max(MEMORY // max(size, 1), ROWS[0]), ROWS[1])
+            rows = 1 << (rows.bit_length() - 1)
+        return Layout.of(problem.rule.max_steps, rows)
 
     def run(self, problem, x0, params, live):
-        carry, checkpoints = problem.run_checkpointed(
-            x0, params, self.layout(problem.rule.max_steps)
-        )
+        carry, checkpoints = problem.run_checkpointed(x0, params, self.layout(problem, x0, params))
         return carry, (checkpoints, carry.steps)
 
     def tangent(self, problem, x0, params, x, cache, cache_live, x0_dot, params_dot):
         live = Live.of(x0_dot, params_dot)
         checkpoints, steps = cache
-        sweep = _Sweep(_program_of(problem), self.layout(problem.rule.max_steps))
+        sweep = _Sweep(_program_of(problem), self.layout(problem, x0, params))
         res = (x0, params, checkpoints, steps)
         return linear_call(sweep.first_order(live), res, live.pack(x0_dot, params_dot), x)
 
@@ -174,22 +174,61 @@ def _record(program: _Program, x0, params, steps, layout: Layout) -> Checkpoints
         lambda c: c[0] < steps,
         lambda c: c[0],
         lambda c: c[1],
-        layout,
+        layout.slots,
+        layout.longest > 1,
     )
     return checkpoints
 
 
+class _Replay(NamedTuple):
+    """The recomputations of the reverse sweep: updates replayed from a stored iterate with the
+    forward loop's own step (they reproduce its iterates bit for bit; tested)."""
+
+    program: _Program
+    params: Any
+    sel: Live
+    u0: Any
+
+    def advance(self, it, u):
+        return self.program.advance(it, self.sel.merge_params(self.params, u["params"]))
+
+    def record(self, it, n, rows: int):
+        """Iterates 0, …, n − 1 of the run from it (n ≤ rows), stacked in ``rows`` rows."""
+
+        def body(i, carry):
+            it, buffer = carry
+            it = self.advance(it, self.u0)
+            return it, tree.stack_set(buffer, i, it)
+
+        buffer = tree.stack_set(tree.stack_zeros(rows, it), 0, it)
+        return jax.lax.fori_loop(1, n, body, (it, buffer))[1]
+
+    def checkpoints(self, it, n, slots: int) -> Checkpoints:
+        """Thinned checkpoints of the n steps from it, in ``slots`` rows."""
+        _, ck = _loop.checkpointed_while(
+            (jnp.zeros((), jnp.int32), it),
+            lambda c: (c[0] + 1, self.advance(c[1], self.u0)),
+            lambda c: c[0] < n,
+            lambda c: c[0],
+            lambda c: c[1],
+            slots,
+            True,
+        )
+        return ck
+
+
 def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, layout, d_bar):
     """∇_u ⟨d̄, inexact part of the state after ``steps`` updates⟩, u = the leaves of
-    (x0, params) that ``sel`` selects, by a reverse sweep over the checkpoints ``ck``."""
-    c = layout.block
+    (x0, params) that ``sel`` selects, by a reverse sweep over the checkpoints ``ck``.
+
+    Each step is differentiated by one VJP at the stored or recomputed iterate x_k itself (so
+    F's intermediate values are never stored for more than one step). A stretch of n steps
+    between two checkpoints is recomputed into ``layout.buffers[d]`` rows when it fits, or
+    thinned into them and reversed piece by piece at the next level.
+    """
     u0 = sel.pick(x0, params)
-
-    def advance(it, u):
-        return program.advance(it, sel.merge_params(params, u["params"]))
-
-    def block(it):
-        return jax.lax.scan(lambda it, _: (advance(it, u0), None), it, None, length=c)[0]
+    replay = _Replay(program, params, sel, u0)
+    last = len(layout.buffers) - 1
 
     def pull(f, d, state):
         """(d̄, ū) ↦ ((∂f/∂d)ᵀ d̄, ū + (∂f/∂u)ᵀ d̄)."""
@@ -198,65 +237,45 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
         d_bar, ub = vjp(d_bar)
         return d_bar, _add(u_bar, ub)
 
-    def full_block(it, state):
+    def step_back(it, state):
         d, s = _split(it)
+        return pull(lambda d, u: _split(replay.advance(eqx.combine(d, s), u))[0], d, state)
 
-        def f(d, u):
-            def body(it, _):
-                return advance(it, u), None
-
-            out = jax.lax.scan(body, eqx.combine(d, s), None, length=c)[0]
-            return _split(out)[0]
-
-        return pull(f, d, state)
-
-    def partial_block(it, n, state):
-        """n < c steps from it, step by step: record the iterates, then one VJP each."""
-        buffer = tree.stack_zeros(c, it)
-
-        def record(i, carry):
-            it, buffer = carry
-            return advance(it, u0), tree.stack_set(buffer, i, it)
-
-        _, buffer = jax.lax.fori_loop(0, n, record, (it, buffer))
-
-        def back(k, state):
-            d, s = _split(tree.stack_get(buffer, n - 1 - k))
-            return pull(lambda d, u: _split(advance(eqx.combine(d, s), u))[0], d, state)
-
-        return jax.lax.fori_loop(0, n, back, state)
-
-    def stretch(it, n, state):
-        """Reverse the n ≥ 1 steps that follow the iterate it."""
-        nb = (n + c - 1) // c
-        last = n - (nb - 1) * c
-        if layout.starts > 1:
-            starts = tree.stack_set(tree.stack_zeros(layout.starts, it), 0, it)
-            starts = jax.lax.fori_loop(
-                1, nb, lambda b, st: tree.stack_set(st, b, block(tree.stack_get(st, b - 1))), starts
-            )
-            it = tree.stack_get(starts, nb - 1)
-        state = jax.lax.cond(
-            last == c,
-            lambda it, n, state: full_block(it, state),
-            partial_block,
-            it,
-            last,
-            state,
+    def direct(it, n, state, rows):
+        """n ≤ rows steps from it: recompute the iterates, then one VJP each, last first."""
+        if rows == 1:
+            return step_back(it, state)
+        buffer = replay.record(it, n, rows)
+        return jax.lax.fori_loop(
+            0, n, lambda k, st: step_back(tree.stack_get(buffer, n - 1 - k), st), state
         )
-        if layout.starts > 1:
-            state = jax.lax.fori_loop(
-                0, nb - 1, lambda k, st: full_block(tree.stack_get(starts, nb - 2 - k), st), state
-            )
-        return state
 
-    def segment(k, state):
-        j = ck.count - 1 - k
-        n = jnp.minimum(ck.interval, steps - j * ck.interval)
-        return stretch(tree.stack_get(ck.store, j), n, state)
+    def pieces(store, count, interval, steps, state, level):
+        """Reverse the ``count`` stretches of ``interval`` steps (the last one shorter) that
+        start at the rows of ``store``, last first."""
+
+        def body(k, state):
+            j = count - 1 - k
+            n = jnp.minimum(interval, steps - j * interval)
+            return stretch(tree.stack_get(store, j), n, state, level)
+
+        return jax.lax.fori_loop(0, count, body, state)
+
+    def stretch(it, n, state, level):
+        rows = layout.buffers[level]
+        if level == last:
+            return direct(it, n, state, rows)
+
+        def thinned(it, n, state):
+            ck = replay.checkpoints(it, n, rows)
+            return pieces(ck.store, ck.count, ck.interval, n, state, level + 1)
+
+        return jax.lax.cond(
+            n <= rows, lambda it, n, st: direct(it, n, st, rows), thinned, it, n, state
+        )
 
     state = (d_bar, jax.tree_util.tree_map(jnp.zeros_like, u0))
-    state = jax.lax.fori_loop(0, ck.count, segment, state)
+    state = pieces(ck.store, ck.count, ck.interval, steps, state, 0)
 
     def begin(_, u):
         return _split(program.begin(*sel.merge(x0, params, u)))[0]
@@ -322,7 +341,7 @@ class _Sweep(NamedTuple):
         """∇_v ⟨x̄, DΦ(x0, θ)[w]⟩ for v the ``wrt`` leaves and w laid out by ``along``."""
         program = _augmented(self.program, along, w)
         ck = _record(program, x0, params, steps, self.layout)
-        it, d_dot = program.begin(x0, params)
+        it, d_dot = tree.stack_get(ck.store, 0)
         d_bar = (tree.zeros_like(_split(it)[0]), _seed_diff(d_dot, x_bar))
         return _reverse(program, x0, params, wrt, steps, ck, self.layout, d_bar)
 
@@ -369,14 +388,4 @@ def _seed_diff(d, x_bar):
 
 
 def _fill(res_dot, x0, params):
-    def fill(tangents, primals):
-        if tangents is None:
-            return jax.tree_util.tree_map(zero_cotangent, primals)
-        return jax.tree_util.tree_map(
-            lambda t, p: zero_cotangent(p) if t is None else t,
-            tangents,
-            primals,
-            is_leaf=lambda t: t is None,
-        )
-
-    return fill(res_dot[0], x0), fill(res_dot[1], params)
+    return fill_none(res_dot[0], x0), fill_none(res_dot[1], params)
