@@ -9,12 +9,12 @@ max_steps = 1000 and 100 000. All at fixed_point's defaults (tol 1e-8 in float64
 import sys
 
 import jax
-import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
 
-import iterdiff as itd  # noqa: E402
 from benchmarks import problems  # noqa: E402
+
+import iterdiff as itd  # noqa: E402
 from iterdiff._timing import paired_ratio  # noqa: E402
 
 
@@ -51,10 +51,14 @@ def main(quick: bool):
             f"temp MiB max_steps=1e3: {mem[0]:8.2f}  1e5: {mem[1]:8.2f}",
             flush=True,
         )
-    for p in [problems.logistic_newton(40, 5)] if quick else [
-        problems.logistic_newton(500, 50),
-        problems.logistic_newton(2000, 100),
-    ]:
+    for p in (
+        [problems.logistic_newton(40, 5)]
+        if quick
+        else [
+            problems.logistic_newton(500, 50),
+            problems.logistic_newton(2000, 100),
+        ]
+    ):
         forward = jax.jit(loss_of(p, itd.OneStep(), 100))
         reverse = jax.jit(jax.grad(loss_of(p, itd.OneStep(), 100)))
         steps = int(itd.fixed_point(p.F, p.x0, p.theta, max_steps=100).steps)
