@@ -70,7 +70,7 @@ def test_bad_options_rejected(kwargs, match):
     "build, match",
     [
         (lambda: itd.Truncated(0), "k must be"),
-        (lambda: itd.Unrolled(checkpoint_every=0), "checkpoint_every"),
+        (lambda: itd.Unrolled(checkpoints=0), "checkpoints"),
         (lambda: itd.Truncated(2.0), "k must be"),
         (lambda: itd.Picard(damping=0.0), "damping"),
         (lambda: itd.Picard(damping=1.5), "damping"),

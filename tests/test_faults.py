@@ -194,7 +194,7 @@ def test_numpy_integer_max_steps_is_accepted():
         (lambda: itd.Anderson(regularization=0.0), ValueError),
         (lambda: itd.Picard(damping="0.5"), TypeError),
         (lambda: itd.Picard(damping=float("nan")), ValueError),
-        (lambda: itd.Unrolled(checkpoint_every=True), TypeError),
+        (lambda: itd.Unrolled(checkpoints=True), TypeError),
     ],
 )
 def test_bad_mode_and_solver_options(build, error):

@@ -15,7 +15,7 @@ from ._modes import AbstractMode, Implicit
 from ._observe import AbstractObserver
 from ._solution import RESULTS, Solution
 from ._solvers import AbstractSolver, Picard
-from ._tangents import is_zero, zero_cotangent
+from ._tangents import Live, is_zero, zero_cotangent
 
 
 def fixed_point(
@@ -111,24 +111,59 @@ def _trace_once(F, x0, theta, has_aux: bool):
 
 
 def _solve(problem: Problem, mode: AbstractMode, x0, params):
-    """The forward loop, with the mode's derivative rule attached."""
+    """The forward loop, with the mode's derivative rule attached.
+
+    Two `jax.custom_jvp` functions share the rule: ``solve`` (the plain loop: what a call that
+    is not differentiated runs) and ``cached`` (the loop as the mode wants it before
+    differentiating, e.g. with checkpoints, also returning what the derivative reuses). The
+    rule takes its primal outputs from ``cached``, so that differentiating the rule again
+    (second derivatives, in any order of forward and reverse mode) goes through this rule
+    again and never through the while loop.
+    """
 
     def outputs(carry, params):
         main = (carry.iterate.x, carry.steps, carry.residual, problem.rule_status(carry))
         stats = problem.observe(params).finish(carry.observed)
         return main, (carry.aux, {**stats, **_mode_stats(mode, problem, carry, params)})
 
+    def tangents_out(primals, tangents, out, cache, cache_live: Live):
+        live = Live.of(*tangents)
+        if live.any:
+            x_dot = mode.tangent(problem, *primals, out[0][0], cache, cache_live, *tangents)
+        else:
+            x_dot = tree.zeros_like(primals[0])
+        x_dot = _flag_failure(x_dot, tangents, out[0][3], mode, problem.throw)
+        float0 = np.zeros((), jax.dtypes.float0)
+        rest = jax.tree_util.tree_map(zero_cotangent, out[1])
+        return (x_dot, float0, jnp.zeros_like(out[0][2]), float0), rest
+
+    cached_by_live: dict[Live, Any] = {}
+
+    def cached_for(live: Live):
+        if live not in cached_by_live:
+
+            @jax.custom_jvp
+            def cached(x0, params):
+                carry, cache = mode.run(problem, x0, params, live)
+                return outputs(carry, params), cache
+
+            def cached_jvp(primals, tangents):
+                out, cache = cached(*primals)
+                t = tangents_out(primals, tangents, out, cache, live)
+                return (out, cache), (t, jax.tree_util.tree_map(zero_cotangent, cache))
+
+            cached.defjvp(cached_jvp, symbolic_zeros=True)
+            cached_by_live[live] = cached
+        return cached_by_live[live]
+
     @jax.custom_jvp
     def solve(x0, params):
         return outputs(problem.run(x0, params), params)
 
     def solve_jvp(primals, tangents):
-        carry, x_dot = mode.jvp(problem, *primals, *tangents)
-        out = outputs(carry, primals[1])
-        x_dot = _flag_failure(x_dot, tangents, out[0][3], mode, problem.throw)
-        float0 = np.zeros((), jax.dtypes.float0)
-        rest = jax.tree_util.tree_map(zero_cotangent, out[1])
-        return out, ((x_dot, float0, jnp.zeros_like(out[0][2]), float0), rest)
+        live = Live.of(*tangents)
+        out, cache = cached_for(live)(*primals)
+        return out, tangents_out(primals, tangents, out, cache, live)
 
     solve.defjvp(solve_jvp, symbolic_zeros=True)
     return solve(x0, params)

@@ -12,7 +12,6 @@ Stopping rule (`Rule`): stop at the first k with
 or when k = max_steps, or when the residual is not finite.
 """
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -136,38 +135,99 @@ def run(fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observ
     )
 
 
-def run_checkpointed(
-    fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observe, every: int
-) -> tuple[Carry, Iterate]:
-    """Like `run`, and also store the iterate at the start of every segment of c = ``every`` steps.
+class Layout(NamedTuple):
+    """Static shape of `Unrolled`'s checkpoints.
 
-    Returns the final carry and a stacked `Iterate` with ⌈max_steps / c⌉ rows; row j holds
-    the iterate after j·c updates (rows past the last segment are unused zeros). The run
-    stops exactly where `run` stops: no step is taken after convergence.
+    ``slots``: S, the rows of the store that the forward pass fills (thinned when full, so the
+    stored iterates are ``interval`` ≤ ``longest`` steps apart, a power of two).
+    ``buffers``: the rows of the reverse sweep's recomputation buffer at each level: a stretch
+    of n steps is recomputed into ``buffers[d]`` rows when it fits, otherwise thinned into them
+    and each piece reversed at level d + 1; at the last level it always fits.
     """
-    rows = -(-rule.max_steps // every)
-    carry = _initial_carry(fn, solver, x0, params, rule, observe)
-    store = tree.stack_zeros(rows, carry.iterate)
-    body = _step(fn, solver, params, rule, observe)
+
+    slots: int
+    longest: int
+    buffers: tuple[int, ...]
+
+    @classmethod
+    def of(cls, max_steps: int, rows: int) -> "Layout":
+        """At most ``rows`` (a power of two) rows per store, for runs of up to max_steps."""
+        slots = min(rows, max_steps)
+        longest = 1
+        while -(-max_steps // longest) > slots:
+            longest *= 2
+        buffers, rest = [], longest
+        while rest > rows:
+            split = min(rows, 2 ** -(-(rest.bit_length() - 1) // 2))
+            buffers.append(split)
+            rest //= split
+        return cls(slots, longest, (*buffers, rest))
+
+
+class Checkpoints(NamedTuple):
+    """Iterates at steps 0, I, 2I, … (``count`` rows used), I = ``interval`` (a power of 2)."""
+
+    store: Any
+    interval: Array
+    count: Array
+
+
+def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, slots: int, thins: bool):
+    """``while keep_going(carry): carry = body(carry)``, storing ``iterate_of(carry)`` whenever
+    ``steps_of(carry)`` is a multiple of the interval I, into ``slots`` rows with thinning.
+
+    I starts at 1. When all S rows are used, every other checkpoint is dropped (rows 0, 2, 4, …
+    move to rows 0, 1, 2, …) and I doubles, so the store always spans the whole run with S rows
+    however many steps run (``thins=False`` promises that the run fits, K < S). The loop takes
+    exactly the steps the plain loop takes (segments are inner while loops of I steps at most).
+
+    Returns the final carry and the `Checkpoints`.
+    """
+    store = tree.stack_zeros(slots, iterate_of(carry))
+    half = slots // 2
+
+    def thin(args):
+        store, count, interval = args
+        # Row i ← row 2i, in increasing i: in place, without a copy of the store.
+        store = jax.lax.fori_loop(
+            1, half, lambda i, st: tree.stack_set(st, i, tree.stack_get(st, 2 * i)), store
+        )
+        return store, jnp.asarray(half, jnp.int32), 2 * interval
 
     def segment(state):
-        j, carry, store = state
-        store = tree.stack_set(store, j, carry.iterate)
-        end = (j + 1) * every
-        carry = jax.lax.while_loop(lambda c: _keep_going(c, rule) & (c.steps < end), body, carry)
-        return j + 1, carry, store
+        count, interval, carry, store = state
+        if thins:
+            store, count, interval = jax.lax.cond(
+                count == slots, thin, lambda a: a, (store, count, interval)
+            )
+        store = tree.stack_set(store, count, iterate_of(carry))
+        end = steps_of(carry) + interval
+        carry = jax.lax.while_loop(lambda c: keep_going(c) & (steps_of(c) < end), body, carry)
+        return count + 1, interval, carry, store
 
-    _, carry, store = jax.lax.while_loop(
-        lambda s: _keep_going(s[1], rule),
+    count, interval, carry, store = jax.lax.while_loop(
+        lambda s: keep_going(s[2]),
         segment,
-        (jnp.zeros((), jnp.int32), carry, store),
+        (jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), carry, store),
     )
-    return carry, store
+    return carry, Checkpoints(store, interval, count)
 
 
-def checkpoint_interval(max_steps: int) -> int:
-    """Segment length c = ⌈√max_steps⌉ (max_steps ≥ 1): O(√max_steps) stored iterates."""
-    return math.isqrt(max_steps - 1) + 1
+def run_checkpointed(
+    fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observe, layout: Layout
+) -> tuple[Carry, Checkpoints]:
+    """Like `run` (the same steps, the same final carry), and also the `Checkpoints` of the
+    iterates, for `Unrolled`'s reverse sweep."""
+    carry = _initial_carry(fn, solver, x0, params, rule, observe)
+    return checkpointed_while(
+        carry,
+        _step(fn, solver, params, rule, observe),
+        lambda c: _keep_going(c, rule),
+        lambda c: c.steps,
+        lambda c: c.iterate,
+        layout.slots,
+        layout.longest > 1,
+    )
 
 
 class Problem(NamedTuple):
@@ -186,9 +246,9 @@ class Problem(NamedTuple):
     def run(self, x0, params) -> Carry:
         return run(self.fn, self.solver, x0, params, self.rule, self.observe(params))
 
-    def run_checkpointed(self, x0, params, every: int) -> tuple[Carry, Iterate]:
+    def run_checkpointed(self, x0, params, layout: Layout) -> tuple[Carry, Checkpoints]:
         return run_checkpointed(
-            self.fn, self.solver, x0, params, self.rule, self.observe(params), every
+            self.fn, self.solver, x0, params, self.rule, self.observe(params), layout
         )
 
     def rule_status(self, carry: Carry):

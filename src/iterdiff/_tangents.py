@@ -31,6 +31,18 @@ def instantiate_tree(tangents, primals):
     return jax.tree_util.tree_map(instantiate, tangents, primals, is_leaf=is_zero)
 
 
+def fill_none(tangents, primals):
+    """Tangents given with None for zero (`linear_call` derivatives), made concrete."""
+    if tangents is None:
+        return jax.tree_util.tree_map(zero_cotangent, primals)
+    return jax.tree_util.tree_map(
+        lambda t, p: zero_cotangent(p) if t is None else t,
+        tangents,
+        primals,
+        is_leaf=lambda t: t is None,
+    )
+
+
 class Live(eqx.Module):
     """Which leaves of (x0, params) carry a nonzero tangent, so that a linear map built on the
     tangents takes only those as inputs (reverse mode needs every input to be linear)."""
@@ -63,6 +75,20 @@ class Live(eqx.Module):
         """Full tangents (x0_dot, params_dot) from live ones, zeros elsewhere."""
         return _fill(u["x0"], x0, self.x0), _fill(u["params"], params, self.params)
 
+    def pick(self, x0, params) -> dict[str, Any]:
+        """The live primal leaves, laid out like `pack`."""
+        return self.pack(x0, params)
+
+    def merge(self, x0, params, u):
+        """(x0, params) with their live leaves replaced by those of u (laid out like `pack`)."""
+        return _replace(x0, u["x0"], self.x0), _replace(params, u["params"], self.params)
+
+    def pick_params(self, params) -> list:
+        return _keep(params, self.params)
+
+    def merge_params(self, params, live_leaves):
+        return _replace(params, live_leaves, self.params)
+
     def select(self, x0_bar, params_bar) -> dict[str, Any]:
         """Cotangents of the live inputs only (the transpose of `unpack`)."""
         return {"x0": _keep(x0_bar, self.x0), "params": _keep(params_bar, self.params)}
@@ -78,3 +104,10 @@ def _fill(live_leaves, primals, flags):
     live = iter(live_leaves)
     full = [next(live) if on else zero_cotangent(p) for p, on in zip(leaves, flags, strict=True)]
     return jax.tree_util.tree_unflatten(treedef, full)
+
+
+def _replace(primals, live_leaves, flags):
+    leaves, treedef = jax.tree_util.tree_flatten(primals)
+    live = iter(live_leaves)
+    new = [next(live) if on else p for p, on in zip(leaves, flags, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, new)

@@ -141,21 +141,32 @@ class Auto(AbstractMode):
         record = carry.observed.get(_RECORD)
         return {"auto": self.measure(problem, carry, params) if record is None else record}
 
-    def jvp(self, problem, x0, params, x0_dot, params_dot):
+    def run(self, problem, x0, params, live):
+        """The forward loop, and the measurement at x_K when a derivative will be taken."""
         carry = problem.run(x0, params)
-        if not Live.of(x0_dot, params_dot).any:
-            return carry, tree.zeros_like(x0)
+        if not live.any:
+            return carry, None
         record = self.measure(problem, carry, params)
-        choice = record["choice"]
         carry = carry._replace(observed={**carry.observed, _RECORD: record})  # for `stats`
+        return carry, record
+
+    def tangent(self, problem, x0, params, x, cache, cache_live, x0_dot, params_dot):
+        if cache is None:
+            return tree.zeros_like(x)
         quiet = problem._replace(throw=False, observers={})
         # the rules at x_K restart the loop there with no step to take
         at_x = quiet._replace(rule=quiet.rule._replace(max_steps=0))
-        x = jax.lax.stop_gradient(carry.iterate.x)
+        x = jax.lax.stop_gradient(x)
         unrolled, one_step, least_squares, implicit = self.rules()
 
         def branch(mode, problem, start):
-            return lambda: mode.jvp(problem, start, params, x0_dot, params_dot)[1]
+            def rule():
+                _, mode_cache = mode.run(problem, start, params, cache_live)
+                return mode.tangent(
+                    problem, start, params, x, mode_cache, cache_live, x0_dot, params_dot
+                )
+
+            return rule
 
         branches = [
             branch(unrolled, quiet, x0),
@@ -163,7 +174,7 @@ class Auto(AbstractMode):
             branch(least_squares, at_x, x),
             branch(implicit, at_x, x),
         ]
-        return carry, jax.lax.switch(choice, branches)
+        return jax.lax.switch(cache["choice"], branches)
 
     def describe(self, record: dict) -> str:
         """What ``sol.stats["auto"]`` (of one, unbatched solve) says: the rule chosen and why."""
