@@ -84,7 +84,9 @@ def main(n=200, K=300):
     cpu, wall = time.process_time(), time.perf_counter()
     dg.check_gradients(F, jnp.zeros(n), theta, max_steps=2000)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    print(f"check_gradients, first call (n = {n}): {cpu:.1f} s CPU, {wall:.1f} s wall (target < 10 s)")
+    print(
+        f"check_gradients, first call (n = {n}): {cpu:.1f} s CPU, {wall:.1f} s wall (target < 10 s)"
+    )
 
 
 if __name__ == "__main__":

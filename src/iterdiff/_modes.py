@@ -29,7 +29,7 @@ from ._linear_call import LinearMap, linear_call
 from ._loop import Carry, Problem
 from ._options import check_int
 from ._solution import RESULTS
-from ._tangents import Live, fill_none, instantiate_tree
+from ._tangents import Live, fill_none, instantiate_tree, zero_cotangent
 from .linear_solve import GMRES, AbstractLinearSolver
 
 

@@ -38,7 +38,6 @@ from .. import _tree as tree
 from .._modes import AbstractMode, Implicit, OneStep, Unrolled
 from .._options import check_int, check_number
 from .._solution import RESULTS
-from .._tangents import Live
 from ..linear_solve import GMRES, AbstractLinearSolver, LeastSquares
 from . import _flat
 from ._krylov import extreme_singular_values
