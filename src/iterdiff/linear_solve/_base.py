@@ -128,7 +128,9 @@ class AbstractLinearSolver(eqx.Module):
         )
         x = tree.scale_wide(scale, x)
         x = tree.where(finite_input, x, tree.full_like(x, jnp.nan))
-        residual = jnp.where(usable, residual, jnp.where(finite_input, 0, jnp.nan))
+        # (typed fill values: two Python numbers would make a float64 array under vmap)
+        fill = jnp.where(finite_input, jnp.zeros_like(residual), jnp.full_like(residual, jnp.nan))
+        residual = jnp.where(usable, residual, fill)
         return x, LinearSolveStats(residual, attempt.steps, result)
 
     @abc.abstractmethod
