@@ -5,6 +5,7 @@
     python -m benchmarks --problems ridge qp --methods iterdiff
     python -m benchmarks scaling                  # only the scaling figures
     python -m benchmarks kkt                      # reverse mode through the KKT solve
+    python -m benchmarks scale                    # throughput vs batch size and devices
 
 Writes the tables to stdout and, with --out DIR, rows.json, tables.md and the figures there.
 """
@@ -39,7 +40,7 @@ def parse(argv):
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "what", nargs="?", choices=["tables", "scaling", "kkt", "all"], default="all"
+        "what", nargs="?", choices=["tables", "scaling", "kkt", "scale", "all"], default="all"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (smoke run)")
     parser.add_argument("--problems", nargs="+", choices=list(problems.FULL), default=None)
@@ -109,6 +110,11 @@ def main(argv=None):
     args = parse(argv)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
+    if args.what == "scale":  # not part of "all": see benchmarks/bench_scale.py
+        from . import bench_scale
+
+        bench_scale.run(args.quick, args.out)
+        return 0
     if args.what in ("tables", "all"):
         run_tables(args, args.out)
     if args.what in ("scaling", "all"):
