@@ -8,9 +8,11 @@ and the cost of a batch whose members converge at very different speeds.
 Workload (one "solve"): a Lasso with its own data b (64×32 design shared by the batch,
 λ = 0.1 λ_max) by forward–backward in float32 at the default tolerance (1e-5), value and
 hypergradient dL/dλ of a validation loss with `Implicit` — `jit(vmap(value_and_grad))`,
-compiled once per batch size, best of a few timed runs. Devices: the batch of 1024 split over
+compiled once per batch size, best of a few timed runs. Devices: a batch of 256 split over
 1, 2 or 4 virtual CPU devices with `jax.shard_map` (each device runs its own loop), each
-count in a subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=D``.
+count in a subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=D``
+(with a batch of 1024 this program hung on 2 virtual devices of our 2-core machine, in
+execution, with and without ``throw``; the forward solve alone did not — see RESULTS.md).
 Spread: a batch of 256 contraction problems (x ← r·sin x + c, float32) where every member
 needs 4 steps (r = 0.05), then the same with one member needing 216 (r = 0.98), then all
 needing 216.
@@ -29,6 +31,7 @@ import numpy as np
 
 BATCHES = (1, 4, 16, 64, 256, 1024)
 DEVICES = (1, 2, 4)
+DEVICE_BATCH = 256
 
 
 def lasso_batch(batch: int, dtype=jnp.float32, seed: int = 0):
@@ -163,14 +166,19 @@ def device_counts(devices, batch: int) -> list[dict]:
         env = dict(os.environ)
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={d}"
         env["JAX_PLATFORMS"] = "cpu"
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_scale", "--device-worker", str(d), str(batch)],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_scale", "--device-worker", str(d)]
+                + [str(batch)],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            rows.append({"devices": d, "batch": batch, "error": "timed out after 300 s"})
+            continue
         if done.returncode != 0:
             rows.append({"devices": d, "batch": batch, "error": done.stderr[-500:]})
             continue
@@ -214,7 +222,7 @@ def run(quick: bool = False, out: str | None = None) -> dict:
     result = {
         "machine": f"{jax.devices()[0].platform}, {os.cpu_count()} cores, jax {jax.__version__}",
         "batch_sizes": batch_sizes(batches),
-        "devices": device_counts(devices, batches[-1]),
+        "devices": device_counts(devices, min(DEVICE_BATCH, batches[-1])),
         "spread": spread(64 if quick else 256),
     }
     print(report(result))

@@ -256,3 +256,24 @@ def test_two_processes_solve_their_shards_and_agree():
         assert r["value_err"] <= 1e-12 and r["grad_err"] <= 1e-10 and r["steps_equal"]
     # both processes gathered the same global result
     assert reports[0]["checksum"] == reports[1]["checksum"]
+
+
+# --- The throughput benchmark cannot rot -------------------------------------------------------
+
+
+def test_bench_scale_smoke():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_scale
+
+    with jax.numpy_dtype_promotion("standard"):  # the benchmark is user code
+        sizes = bench_scale.batch_sizes((2,))
+        spread = bench_scale.spread(4)
+    assert sizes[0]["batch"] == 2 and sizes[0]["solves_per_s"] > 0
+    by_case = {r["case"]: r for r in spread}
+    # the loop runs as long as the slowest member: one slow member sets the batch's iterations
+    assert by_case["one slow"]["loop_steps"] == by_case["all slow"]["loop_steps"]
+    assert by_case["all fast"]["loop_steps"] < by_case["one slow"]["loop_steps"] / 10
+    text = bench_scale.report(
+        {"machine": "test", "batch_sizes": sizes, "devices": [], "spread": spread}
+    )
+    assert "solves/s" in text
