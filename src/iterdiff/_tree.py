@@ -159,11 +159,17 @@ def stack_zeros(m: int, x):
 
 def stack_set(stack, i, x):
     """stack[i] ← x."""
-    return tree_map(lambda s, a: s.at[i].set(a), stack, x)
+    # dynamic_update_index_in_dim, not .at[i].set: the scatter's bounds check (a select with
+    # the old row) keeps XLA:CPU from updating the stack in place, a copy of it per call.
+    return tree_map(
+        lambda s, a: jax.lax.dynamic_update_index_in_dim(s, jnp.asarray(a, s.dtype), i, 0),
+        stack,
+        x,
+    )
 
 
 def stack_get(stack, i):
-    return tree_map(lambda s: s[i], stack)
+    return tree_map(lambda s: jax.lax.dynamic_index_in_dim(s, i, 0, keepdims=False), stack)
 
 
 def stack_dot(stack, x) -> Array:
