@@ -153,6 +153,9 @@ class Truncated(AbstractMode):
     J_k = Σ_{j<k} A^j B, whose error ‖J_k − J‖ ≲ ρ^k ‖J‖ decays with the contraction rate ρ.
     Cost: k JVPs or VJPs of F; reverse mode stores k iterates. x0 gets a zero derivative.
     (Shaban et al., "Truncated back-propagation for bilevel optimization", AISTATS 2019.)
+
+    Arguments:
+        k: the number of applications of F that are differentiated (≥ 1).
     """
 
     k: int

@@ -16,7 +16,12 @@ from ._base import (
 
 
 class HeavyBallState(NamedTuple):
-    """(x_k, x_{k−1})."""
+    """(x_k, x_{k−1}).
+
+    Attributes:
+        x: x_k, the iterate.
+        x_prev: x_{k−1}, the previous iterate.
+    """
 
     x: Any
     x_prev: Any

@@ -11,7 +11,14 @@ from ._base import AbstractAlgorithm
 
 class OTParams(NamedTuple):
     """An entropic OT problem: cost C (n×m), marginals a (n,) and b (m,) with equal positive
-    mass, and the regularisation ε > 0."""
+    mass, and the regularisation ε > 0.
+
+    Attributes:
+        cost: C, shape (n, m).
+        a: the first marginal, shape (n,), positive.
+        b: the second marginal, shape (m,), positive, with Σb = Σa.
+        epsilon: ε > 0, the entropic regularisation.
+    """
 
     cost: Any
     a: Any

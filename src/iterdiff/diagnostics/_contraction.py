@@ -75,7 +75,17 @@ def operator_norm(
 def spectral_radius(
     F: Callable, x, theta, *, krylov_dim: int = DEFAULT_KRYLOV_DIM, seed: int = 0
 ) -> float:
-    """max |λ(∂ₓF(x, θ))| by Arnoldi (exact when krylov_dim ≥ dim(x), else a Ritz estimate)."""
+    """max |λ(∂ₓF(x, θ))| by Arnoldi (exact when krylov_dim ≥ dim(x), else a Ritz estimate).
+
+    Arguments:
+        F: the map ``F(x, theta) -> x``.
+        x, theta: the point and the parameters.
+        krylov_dim: most Arnoldi steps (default 200).
+        seed: seed of the random start vector.
+
+    Returns:
+        ρ(∂ₓF(x, θ)), a float.
+    """
     krylov_dim = check_int("spectral_radius", "krylov_dim", krylov_dim)
     lin = linearize(F, x, theta)
     return float(np.max(np.abs(arnoldi_ritz_values(lin.A, _start(lin, seed), krylov_dim))))
@@ -90,6 +100,16 @@ def contraction(
     The smallest singular value comes from Golub–Kahan on I − A; with fewer Krylov steps than
     dim(x) it can only overestimate σ_min (Ritz values interlace), so raise ``krylov_dim``
     before trusting a small condition number of a large system.
+
+    Arguments:
+        F: the map ``F(x, theta) -> x``.
+        x, theta: the point (usually the returned ``sol.value``) and the parameters.
+        krylov_dim: most Krylov steps (default 200); exact when ≥ dim(x).
+        seed: seed of the random start vector.
+
+    Returns:
+        A `Contraction`: ``operator_norm``, ``spectral_radius``, ``sigma_min``,
+        ``condition``, ``singular`` and ``null_vector``.
     """
     krylov_dim = check_int("contraction", "krylov_dim", krylov_dim)
     return contraction_of(linearize(F, x, theta), krylov_dim, seed)

@@ -159,7 +159,16 @@ def error_estimates(
 
 def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
     """The estimated error of the derivative of ``sol`` in its own mode (see `error_estimates`,
-    whose keyword arguments this takes)."""
+    whose keyword arguments this takes).
+
+    Arguments:
+        sol: a `Solution` of `fixed_point` (its ``mode`` decides which estimate).
+        F: the map that produced it.
+        theta: the parameters it was solved at.
+
+    Returns:
+        the estimate (absolute, Euclidean, for one tangent direction), a float.
+    """
     return error_estimates(sol, F, theta, **kwargs).mode
 
 

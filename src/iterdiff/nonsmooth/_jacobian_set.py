@@ -34,6 +34,10 @@ class JacobianSet:
     Acts on sets of matrices X ∈ R^{n×m} by 𝒥(𝒳) = {A X + B : [A, B] ∈ 𝒥, X ∈ 𝒳}. Build it
     yourself (``JacobianSet(A, B)`` with arrays of shape (N, n, n) and (N, n, m), or lists of
     matrices) or get it from `jacobian_set`.
+
+    Arguments:
+        A: the ∂ₓF parts, shape (N, n, n) (or a list of n×n matrices).
+        B: the ∂_θF parts, shape (N, n, m) (or a list of n×m matrices).
     """
 
     A: np.ndarray
