@@ -13,7 +13,7 @@ tangent of x_K). Each tangent is written so that JAX can transpose it, which giv
 * `Unrolled` (in `_unrolled.py`): the piggyback recursion, transposed by a checkpointed
   reverse sweep written by hand, as a `linear_call`.
 
-Notation (THEORY.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
+Notation (docs/theory.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
 """
 
 import abc

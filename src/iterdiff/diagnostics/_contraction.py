@@ -1,6 +1,6 @@
 """Contraction checks of ∂ₓF at a point, matrix-free: ‖A‖, ρ(A), σ_min(I − A), null vectors.
 
-Assumption A of THEORY.md §3 is ‖A‖ ≤ ρ < 1 for A = ∂ₓF near the solution. It decides whether
+Assumption A of docs/theory.md §3 is ‖A‖ ≤ ρ < 1 for A = ∂ₓF near the solution. It decides whether
 the unrolled derivative converges (Gilbert 1992), how fast (ρ per step), how far x_K can be from
 x̄ (‖x_K − x̄‖ ≤ r/(1 − ρ)), and how well conditioned the implicit system (I − A) v = b is.
 """
