@@ -42,3 +42,20 @@ def test_nav_pages_exist():
     assert len(nav) >= 10
     missing = [page for page in nav if not (ROOT / "docs" / page).exists()]
     assert not missing, f"mkdocs.yml's nav lists missing pages: {missing}"
+
+
+# The API reference renders the docstrings of these packages (experiments/ and cli.py are not
+# part of it).
+DOCUMENTED_SOURCES = sorted(
+    p
+    for p in (ROOT / "src" / "iterdiff").rglob("*.py")
+    if "experiments" not in p.parts and p.name != "cli.py"
+)
+
+
+@pytest.mark.parametrize("source", DOCUMENTED_SOURCES, ids=name)
+def test_docstrings_refer_to_nothing_outside_the_repository(source):
+    text = source.read_text(encoding="utf-8")
+    hits = [m.group(0) for m in OUTSIDE.finditer(text)]
+    hits += re.findall(r"\b(?:THEORY|BASELINE|DESIGN|STYLE|ROADMAP)\.md\b", text)
+    assert not hits, f"{name(source)} refers to files outside the repository: {hits}"
