@@ -12,11 +12,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
-# Pages whose snippets run in a dedicated test file (named beside each).
+# Pages whose snippets run in a dedicated test file: page -> that file.
 OWN_RUNNER = {
-    "bring_your_own_solver.md",  # tests/test_docs_any_solver.py
-    "migrating_from_jaxopt.md",  # tests/test_docs_any_solver.py
-    "scaling_up.md",  # tests/test_docs_scaling.py
+    "bring_your_own_solver.md": "test_docs_any_solver.py",
+    "migrating_from_jaxopt.md": "test_docs_any_solver.py",
+    "scaling_up.md": "test_docs_scaling.py",
 }
 
 BLOCK = re.compile(r"^```python\n(.*?)^```", flags=re.S | re.M)
@@ -36,6 +36,16 @@ PAGES = sorted(
 def test_the_pages_with_snippets_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
     assert {"README.md", "docs/index.md", "docs/trust.md", "docs/nonsmooth.md"} <= names
+
+
+def test_pages_with_their_own_runner_have_one():
+    """A page skipped here must be run by the test file named in OWN_RUNNER."""
+    missing = [
+        f"docs/{page} (expected tests/{runner})"
+        for page, runner in OWN_RUNNER.items()
+        if (DOCS / page).exists() and not (ROOT / "tests" / runner).exists()
+    ]
+    assert not missing, f"snippets that no test runs: {missing}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
