@@ -71,6 +71,10 @@ class Implicit(AbstractMode):
     The result does not depend on x0 (its derivative with respect to x0 is zero). Exact when
     x_K = x̄ and I − A is invertible; the error is proportional to ‖x_K − x̄‖.
 
+    Reference: Blondel et al., "Efficient and modular implicit differentiation", NeurIPS 2022; the
+    error bound: Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms",
+    NeurIPS 2023.
+
     Arguments:
         linear_solver: a solver from `iterdiff.linear_solve` (default GMRES at 1e-10 relative
             residual in float64). Use `LeastSquares` for singular systems (Sinkhorn gauge).

@@ -34,6 +34,9 @@ class Picard(AbstractSolver):
     x_{k+1} = (1 − β) x_k + β F(x_k, θ), with β = ``damping`` ∈ (0, 1]. β = 1 is the plain
     iteration x_{k+1} = F(x_k, θ), whose `Unrolled` derivative is the piggyback recursion.
 
+    Reference: Bauschke & Combettes, "Convex Analysis and Monotone Operator Theory in Hilbert
+    Spaces", Springer 2017, §5.2 (Krasnosel'skii–Mann iteration).
+
     Arguments:
         damping: β ∈ (0, 1] (default 1, no damping); smaller values help maps that are
             nonexpansive but not contractive.

@@ -57,6 +57,9 @@ def operator_norm(
 ) -> float:
     """‖∂ₓF(x, θ)‖₂, by Golub–Kahan–Lanczos on A (power iteration on AᵀA, Krylov-accelerated).
 
+    Reference: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a matrix", SIAM
+    J. Numer. Anal. 1965.
+
     Arguments:
         F, x, theta: the map and the point.
         krylov_dim: most Krylov steps m (it stops earlier once the estimate has settled to
@@ -100,6 +103,10 @@ def contraction(
     The smallest singular value comes from Golub–Kahan on I − A; with fewer Krylov steps than
     dim(x) it can only overestimate σ_min (Ritz values interlace), so raise ``krylov_dim``
     before trusting a small condition number of a large system.
+
+    Reference: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a matrix", SIAM
+    J. Numer. Anal. 1965; Assumption A of Bolte, Pauwels & Vaiter, "Automatic differentiation of
+    nonsmooth iterative algorithms", NeurIPS 2022.
 
     Arguments:
         F: the map ``F(x, theta) -> x``.

@@ -104,6 +104,9 @@ def error_estimates(
 ) -> ErrorEstimates:
     """Estimate how far each mode's derivative at ``sol`` is from ∂x̄/∂θ, along θ̇.
 
+    Reference: the bounds of Bolte, Pauwels & Vaiter, "One-step differentiation of iterative
+    algorithms", NeurIPS 2023.
+
     Arguments:
         sol: a `Solution` of ``fixed_point(F, x0, theta, ...)`` (not batched).
         F, theta: the map and parameters that produced it.

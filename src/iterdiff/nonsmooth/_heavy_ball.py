@@ -41,6 +41,9 @@ def heavy_ball_map(grad: Callable, alpha: float, beta: float) -> Callable:
     """F(z, θ) for heavy ball on the state z = (x_k, x_{k−1}) stacked on the first axis:
     (x − α ∇f(x, θ) + β (x − x_prev), x). ``grad(x, theta)`` is ∇f.
 
+    Reference: the counterexample of Bolte, Pauwels & Vaiter, "Automatic differentiation of
+    nonsmooth iterative algorithms", NeurIPS 2022.
+
     Arguments:
         grad: ``grad(x, theta)``, the gradient ∇f.
         alpha: the step α > 0.

@@ -52,6 +52,9 @@ def _relu_jvp(primals, tangents):
 def relu(x, at_kink=0.0) -> Array:
     """relu(x) = max(x, 0), with relu'(0) = ``at_kink`` ∈ [0, 1] (default 0, as jax.nn.relu).
 
+    Reference: Bolte & Pauwels, "Conservative set valued fields, automatic differentiation,
+    stochastic gradient methods and deep learning", Math. Program. 2021.
+
     Arguments:
         x: an array.
         at_kink: relu'(0), in [0, 1] (default 0).

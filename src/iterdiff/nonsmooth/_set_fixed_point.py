@@ -150,6 +150,10 @@ def implicit_set(J: JacobianSet) -> np.ndarray:
 
     Each (I − A_i)⁻¹ B_i is the fixed point of X ↦ A_i X + B_i, so it lies in fix(𝒥).
 
+    Reference: Bolte, Le, Pauwels & Silveti-Falls, "Nonsmooth implicit differentiation for machine
+    learning and optimization", NeurIPS 2021; J^imp ⊆ J^pb: Bolte, Pauwels & Vaiter, "Automatic
+    differentiation of nonsmooth iterative algorithms", NeurIPS 2022.
+
     Arguments:
         J: a `JacobianSet` whose A_i have 1 outside their spectrum.
 
@@ -183,6 +187,9 @@ def set_fixed_point(
     merge_tol: float = 1e-12,
 ) -> SetFixedPoint:
     """Approximate fix(𝒥) by the pruned set recursion 𝒴_{t+1} = prune(𝒥(𝒴_t)).
+
+    Reference: the set-valued Banach–Picard theorem of Bolte, Pauwels & Vaiter, "Automatic
+    differentiation of nonsmooth iterative algorithms", NeurIPS 2022.
 
     Arguments:
         J: a `JacobianSet` with ρ = max ‖A‖₂ < 1 (Assumption A), e.g. from `jacobian_set` at the

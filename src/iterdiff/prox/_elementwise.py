@@ -42,6 +42,8 @@ def soft_threshold(x, lam, *, at_kink=0.0):
     Derivative: ẏ = d·(ẋ − sign(x) λ̇) with d = 1 where |x| > λ, 0 where |x| < λ and
     d = ``at_kink`` where |x| = λ (default 0, as sign(x)·relu(|x| − λ) under AD).
 
+    Reference: Parikh & Boyd, "Proximal algorithms", Found. Trends Optim. 2014, §6.5.
+
     Arguments:
         x: a pytree of arrays (each leaf thresholded on its own).
         lam: λ ≥ 0 (scalar, array or one per leaf).

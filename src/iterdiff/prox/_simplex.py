@@ -81,6 +81,9 @@ def project_simplex(x, radius=1.0, *, at_kink=0.0):
     (per coordinate; default 0, as jaxopt); a fractional s gives s·J(on) + (1 − s)·J(off).
     Accurate for any magnitude of x (τ is computed relative to max(x)).
 
+    Reference: Duchi, Shalev-Shwartz, Singer & Chandra, "Efficient projections onto the ℓ1-ball for
+    learning in high dimensions", ICML 2008.
+
     Arguments:
         x: a pytree of arrays (all leaves form one vector).
         radius: r > 0 (default 1).
@@ -194,6 +197,9 @@ def project_l1_ball(x, radius=1.0, *, at_kink=0.0):
     formula), default 0 (jaxopt returns I there). "On the sphere" is the ℓ2 ball's rule:
     |‖x‖₁ − r| ≤ 4√n·ε·r; there τ = 0, so zero coordinates are kinks too, where ``at_kink``
     selects as in `project_simplex`. Accurate for any magnitude of x.
+
+    Reference: Duchi, Shalev-Shwartz, Singer & Chandra, "Efficient projections onto the ℓ1-ball for
+    learning in high dimensions", ICML 2008.
 
     Arguments:
         x: a pytree of arrays (all leaves form one vector).
