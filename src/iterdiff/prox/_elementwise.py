@@ -42,7 +42,7 @@ def soft_threshold(x, lam, *, at_kink=0.0):
     Derivative: ẏ = d·(ẋ − sign(x) λ̇) with d = 1 where |x| > λ, 0 where |x| < λ and
     d = ``at_kink`` where |x| = λ (default 0, as sign(x)·relu(|x| − λ) under AD).
 
-    Reference: Parikh & Boyd, "Proximal algorithms", Found. Trends Optim. 2014, §6.5.
+    Reference: Parikh & Boyd, "Proximal algorithms", Found. Trends Optim. 2014.
 
     Arguments:
         x: a pytree of arrays (each leaf thresholded on its own).
