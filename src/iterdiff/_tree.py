@@ -93,14 +93,28 @@ def dot(x, y) -> Array:
 
 
 def max_norm(x) -> Array:
-    """‖x‖_∞ = max over all entries of |x_i| (0 for an all-empty tree)."""
+    """‖x‖_∞ = max over all entries of |x_i| (0 for an all-empty tree).
+
+    Arguments:
+        x: a pytree of arrays (all leaves count as one vector).
+
+    Returns:
+        the norm ‖x‖_∞, a scalar in the widest dtype of x's leaves.
+    """
     dtype = widest_dtype(x)
     parts = [jnp.max(jnp.abs(a), initial=0).astype(dtype) for a in leaves(x)]
     return jnp.max(jnp.stack(parts))
 
 
 def two_norm(x) -> Array:
-    """‖x‖₂, computed as s·‖x/s‖₂ with s = ‖x‖_∞ so that it neither underflows nor overflows."""
+    """‖x‖₂, computed as s·‖x/s‖₂ with s = ‖x‖_∞ so that it neither underflows nor overflows.
+
+    Arguments:
+        x: a pytree of arrays (all leaves count as one vector).
+
+    Returns:
+        the norm ‖x‖₂, a scalar in the widest dtype of x's leaves.
+    """
     s = max_norm(x)
     safe = jnp.where((s > 0) & jnp.isfinite(s), s, 1)
     sq = [jnp.sum(jnp.square(jnp.abs(a) / _cast(safe, a))).astype(s.dtype) for a in leaves(x)]
@@ -109,7 +123,14 @@ def two_norm(x) -> Array:
 
 
 def rms_norm(x) -> Array:
-    """‖x‖₂ / √(number of entries): the root mean square, scale-free in the problem size."""
+    """‖x‖₂ / √(number of entries): the root mean square, scale-free in the problem size.
+
+    Arguments:
+        x: a pytree of arrays (all leaves count as one vector).
+
+    Returns:
+        the root mean square, a scalar in the widest dtype of x's leaves.
+    """
     n = size(x)
     return two_norm(x) / jnp.sqrt(jnp.asarray(max(n, 1), widest_dtype(x)))
 
