@@ -217,10 +217,6 @@ class _Replay(NamedTuple):
         return ck
 
 
-def _rows(buffer) -> int:
-    return jax.tree_util.tree_leaves(buffer)[0].shape[0]
-
-
 def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, layout, d_bar):
     """∇_u ⟨d̄, inexact part of the state after ``steps`` updates⟩, u = the leaves of
     (x0, params) that ``sel`` selects, by a reverse sweep over the checkpoints ``ck``.
@@ -245,19 +241,17 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
         d, s = _split(it)
         return pull(lambda d, u: _split(replay.advance(eqx.combine(d, s), u))[0], d, state)
 
-    def direct(it, n, state, buffer):
-        """n ≤ rows steps from it: recompute the iterates into ``buffer``, then one VJP each,
-        last first. Returns (state, buffer)."""
-        buffer = replay.record(buffer, it, n)
-        state = jax.lax.fori_loop(
+    def direct(it, n, state, rows):
+        """n ≤ rows steps from it: recompute the iterates into a buffer of ``rows`` rows, then
+        one VJP each, last first."""
+        buffer = replay.record(tree.stack_zeros(rows, it), it, n)
+        return jax.lax.fori_loop(
             0, n, lambda k, st: step_back(tree.stack_get(buffer, n - 1 - k), st), state
         )
-        return state, buffer
 
     def pieces(store, count, interval, steps, state, level):
         """Reverse the ``count`` stretches of ``interval`` steps (the last one shorter) that
-        start at the rows of ``store``, last first, with one recomputation buffer of
-        ``layout.buffers[level]`` rows for all of them."""
+        start at the rows of ``store``, last first."""
 
         def body(k, carry):
             j = count - 1 - k
@@ -265,8 +259,7 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
             return stretch(tree.stack_get(store, j), n, carry, level)
 
         def stretches(state):
-            buffer = tree.stack_zeros(layout.buffers[level], tree.stack_get(store, 0))
-            return jax.lax.fori_loop(0, count, body, (state, buffer))[0]
+            return jax.lax.fori_loop(0, count, body, state)
 
         def every_step_stored(state):  # interval 1: one loop of VJPs, nothing to recompute
             return jax.lax.fori_loop(
@@ -275,16 +268,18 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
 
         return jax.lax.cond(interval == 1, every_step_stored, stretches, state)
 
-    def stretch(it, n, carry, level):
-        state, buffer = carry
+    def stretch(it, n, state, level):
+        rows = layout.buffers[level]
         if level == last:
-            return direct(it, n, state, buffer)
+            return direct(it, n, state, rows)
 
-        def thinned(it, n, state, buffer):
-            ck = replay.checkpoints(it, n, layout.buffers[level])
-            return pieces(ck.store, ck.count, ck.interval, n, state, level + 1), buffer
+        def thinned(it, n, state):
+            ck = replay.checkpoints(it, n, rows)
+            return pieces(ck.store, ck.count, ck.interval, n, state, level + 1)
 
-        return jax.lax.cond(n <= _rows(buffer), direct, thinned, it, n, state, buffer)
+        return jax.lax.cond(
+            n <= rows, lambda it, n, st: direct(it, n, st, rows), thinned, it, n, state
+        )
 
     state = (d_bar, jax.tree_util.tree_map(jnp.zeros_like, u0))
     state = pieces(ck.store, ck.count, ck.interval, steps, state, 0)
