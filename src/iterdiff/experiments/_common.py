@@ -54,3 +54,18 @@ def sci(value: float, digits: int = 2) -> str:
     if value is None or not np.isfinite(value):
         return str(value)
     return f"{value:.{digits - 1}e}"
+
+
+def paired_ratio(fn, reference, *args, repeats: int = 7) -> float:
+    """Median over ``repeats`` of time(fn)/time(reference), run back to back each time (robust
+    to the drift of a shared machine); both are called once first (compilation)."""
+    jax.block_until_ready(fn(*args))
+    jax.block_until_ready(reference(*args))
+    ratios = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        middle = time.perf_counter()
+        jax.block_until_ready(reference(*args))
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    return float(np.median(ratios))
