@@ -115,25 +115,20 @@ def environment(total_seconds: float, size: str, seed: int) -> dict[str, str]:
 
 
 def _summary(results: Sequence[Result]) -> str:
+    """One row per experiment: name, title, claims that agree, time, verdict (the claims
+    themselves are in each section and in the command's printed table)."""
     rows = []
     for r in results:
-        link = f'<a href="#{_e(r.name)}">{_e(r.name)}</a>'
-        if r.failed:
-            rows.append(
-                f'<tr><td>{link}</td><td colspan="3">{_e(r.title)}</td>'
-                f'<td class="fail">failed to run</td></tr>'
-            )
-            continue
-        for i, c in enumerate(r.claims):
-            cls, word = ("ok", "agrees") if c.passed else ("bad", "disagrees")
-            name = link if i == 0 else ""
-            rows.append(
-                f"<tr><td>{name}</td><td>{_e(c.text)}</td><td class='num'>{_e(c.predicted)}</td>"
-                f"<td class='num'>{_e(c.measured)}</td><td class='{cls}'>{word}</td></tr>"
-            )
+        word, cls = verdict(r)
+        agree = "—" if r.failed else f"{sum(c.passed for c in r.claims)}/{len(r.claims)}"
+        rows.append(
+            f'<tr><td><a href="#{_e(r.name)}">{_e(r.name)}</a></td><td>{_e(r.title)}</td>'
+            f"<td class='num'>{agree}</td><td class='num'>{r.seconds:.1f} s</td>"
+            f"<td class='{cls}'>{_e(word)}</td></tr>"
+        )
     return (
-        "<table><tr><th>experiment</th><th>claim</th><th>predicted</th><th>measured</th>"
-        "<th>verdict</th></tr>" + "".join(rows) + "</table>"
+        "<table><tr><th>experiment</th><th>result of the source material</th>"
+        "<th>claims agreeing</th><th>time</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
     )
 
 
