@@ -410,7 +410,7 @@ def _figure(results, flags) -> Figure:
     ax1.set_xlabel("true error ‖ẋ_mode − ẋ‖")
     ax1.set_ylabel("estimated error (hollow at top: inf)")
     ax1.set_title("error_estimates vs the truth")
-    ax1.legend(fontsize=7, loc="upper left", ncol=2)
+    ax1.legend(fontsize=7, loc="lower right", ncol=2)
     for i, (name, rec) in enumerate(flags.items()):
         ax2.semilogy(rec["step"], rec["norm"], color=f"C{i}", label=f"{name}: ‖J_k θ̇‖")
         ax2.semilogy(
