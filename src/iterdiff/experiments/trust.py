@@ -43,7 +43,7 @@ MODES_BY_SIZE = {  # each mode costs a compilation per problem: demo leaves Trun
 }
 SIZES = {
     "tiny": ("lasso",),
-    "demo": ("lasso", "newton", "sinkhorn", "heavy_ball"),
+    "demo": ("lasso", "newton", "sinkhorn"),  # heavy ball (smooth) only at full: time
     "full": ("lasso", "newton", "sinkhorn", "heavy_ball"),
 }
 SCALE = {"tiny": 1, "demo": 1, "full": 4}  # problem dimensions are multiplied by this
