@@ -194,7 +194,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
                 text=text,
                 predicted=f"{PREDICTED_AT_ZERO[name]:g}",
                 measured=f"{d[name]:g}",
-                passed=d[name] == PREDICTED_AT_ZERO[name],
+                passed=bool(d[name] == PREDICTED_AT_ZERO[name]),
                 note=f"jax.nn.relu, whose relu'(0) = 0 (measured: {d['relu']:g})",
             )
         )

@@ -30,7 +30,7 @@ TITLE = "Finite differences vs AD of a fixed point: truncation, round-off and co
 SOURCE = "seed 001 (finite differences vs AD, forward/reverse cost); THEORY.md §1"
 
 SIZES = {  # (n, base points, ε per decade, dimensions m, timing repeats)
-    "tiny": (10, 8, 2, (4, 64), 3),
+    "tiny": (10, 8, 2, (4, 64), 5),
     "demo": (20, 32, 4, (4, 32, 256), 5),
     "full": (50, 128, 8, (4, 16, 64, 256, 1024), 7),
 }
@@ -193,7 +193,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
                 if predicted > 0
                 else "−1 (O(u/ε))",
                 measured=f"{measured:+.3f}",
-                passed=abs(measured - predicted) <= SLOPE_TOL * abs(predicted),
+                passed=bool(abs(measured - predicted) <= SLOPE_TOL * abs(predicted)),
                 note=f"least-squares fit of the RMS error, tolerance ±{SLOPE_TOL:.0%}",
             )
         )
@@ -207,7 +207,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
                 text=f"{name} difference: optimal ε",
                 predicted=f"{pred:.1e} = {formula}",
                 measured=f"{best:.1e} (min error {np.min(fwd if name == 'forward' else cen):.1e})",
-                passed=pred / OPT_FACTOR <= best <= pred * OPT_FACTOR,
+                passed=bool(pred / OPT_FACTOR <= best <= pred * OPT_FACTOR),
                 note=f"within a factor {OPT_FACTOR:g}; the round-off δ of one solve is taken as u|g|",
             )
         )
@@ -218,7 +218,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
             text="reverse-mode Implicit AD (itd.fixed_point) equals the dense implicit gradient",
             predicted="relative difference ≤ 1e-12",
             measured=f"{worst_dense:.1e}",
-            passed=worst_dense <= 1e-12,
+            passed=bool(worst_dense <= 1e-12),
             note="Bᵀ(I − A)⁻ᵀx̄ from dense Jacobians at x̄; every m",
         )
     )
@@ -230,7 +230,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
             text=f"cost of the full gradient: central differences need 2m solves (m = {m[0]}→{m[-1]})",
             predicted="time ∝ m (slope 1 of log time vs log m)",
             measured=f"slope {fd_growth:.2f}",
-            passed=0.7 <= fd_growth <= 1.3,
+            passed=bool(0.7 <= fd_growth <= 1.3),
             note="wall-clock time on a shared CPU; tolerance ±0.3",
         )
     )
