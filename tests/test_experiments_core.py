@@ -50,7 +50,7 @@ def test_heavy_ball_derivatives_diverge_gradient_descent_converges():
     _claims_hold(r)
     np.testing.assert_allclose(r.data["eigenvalues"], [-9 / 8, -9 / 32], atol=1e-12)
     assert abs(r.data["growth"] - (9 / 8) ** 0.25) <= 1e-6
-    assert abs(r.data["derivatives"]["hb_adversarial"][-1]) > 1e2
+    assert abs(r.data["derivatives"]["hb_adversarial"][-1]) > 10.0
     assert abs(r.data["derivatives"]["hb_fixed"][-1]) < 1e-8
     assert r.data["gd_rate"] <= 0.75 + 1e-9
     assert abs(r.data["iterates_heavy_ball"][-1]) < 1e-10

@@ -40,6 +40,10 @@ class Claim:
     passed: bool
     note: str = ""
 
+    def __post_init__(self):
+        # comparisons of NumPy/JAX scalars give numpy.bool_; the report wants a plain bool
+        object.__setattr__(self, "passed", bool(self.passed))
+
 
 @dataclasses.dataclass
 class Result:
