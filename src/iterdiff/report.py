@@ -34,6 +34,7 @@ th, td { border-bottom: 1px solid #e3e3e3; padding: 5px 8px; text-align: left;
          vertical-align: top; }
 th { background: #f2f2f2; }
 td.num { font-family: "DejaVu Sans Mono", Menlo, monospace; font-size: 0.95em; }
+td.nowrap, th.nowrap { white-space: nowrap; }
 .ok { color: #1a7f37; font-weight: 600; }
 .bad { color: #b35900; font-weight: 600; }
 .fail { color: #c62828; font-weight: 600; }
@@ -123,12 +124,14 @@ def _summary(results: Sequence[Result]) -> str:
         agree = "—" if r.failed else f"{sum(c.passed for c in r.claims)}/{len(r.claims)}"
         rows.append(
             f'<tr><td><a href="#{_e(r.name)}">{_e(r.name)}</a></td><td>{_e(r.title)}</td>'
-            f"<td class='num'>{agree}</td><td class='num'>{r.seconds:.1f} s</td>"
-            f"<td class='{cls}'>{_e(word)}</td></tr>"
+            f"<td class='num nowrap'>{agree}</td><td class='num nowrap'>{r.seconds:.1f} s</td>"
+            f"<td class='{cls} nowrap'>{_e(word)}</td></tr>"
         )
     return (
         "<table><tr><th>experiment</th><th>result of the source material</th>"
-        "<th>claims agreeing</th><th>time</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+        "<th class='nowrap'>claims</th><th>time</th><th>verdict</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
