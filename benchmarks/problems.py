@@ -182,6 +182,46 @@ def lasso(n_samples, n_features, n_informative, seed=0):
     )
 
 
+def diabetes_lasso(lam_fraction=0.05):
+    """The demo's Lasso: ISTA on the diabetes data (standardised, training half 221×10),
+    λ = 0.05 λ_max; outer: half the mean squared validation error on the other half."""
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    y = (y - y.mean()) / y.std()
+    half = X.shape[0] // 2
+    A, A_val = jnp.asarray(X[:half]), jnp.asarray(X[half:])
+    b, b_val = jnp.asarray(y[:half]), jnp.asarray(y[half:])
+    n = half
+    step = 1.0 / float(jnp.linalg.eigvalsh(A.T @ A / n).max())
+    lam = lam_fraction * float(jnp.max(jnp.abs(A.T @ b)) / n)
+
+    def F(x, lam):
+        return itd.prox.soft_threshold(x - step * ((A @ x - b) @ A) / n, step * lam)
+
+    def outer(x, theta):
+        r = A_val @ x - b_val
+        return 0.5 * (r @ r) / r.shape[0]
+
+    def closed_form(x_bar):
+        support = np.flatnonzero(np.asarray(x_bar) != 0)
+        A_S = A[:, support]
+        dx = -jnp.linalg.solve(A_S.T @ A_S / n, jnp.sign(x_bar[support]))
+        return jax.grad(outer)(x_bar, None)[support] @ dx
+
+    return Problem(
+        name="demo lasso 221×10",
+        family="first-order",
+        F=F,
+        x0=jnp.zeros(X.shape[1]),
+        theta=jnp.asarray(lam),
+        outer=outer,
+        note="ISTA on diabetes, λ = 0.05 λ_max",
+        closed_form=closed_form,
+    )
+
+
 def deq(batch=64, width=32, seed=0):
     """A small DEQ layer with a dict state {h1, h2} (each batch×width): h1 = tanh(θ W₁h2 + U₁u),
     h2 = tanh(θ W₂h1 + U₂u), ‖W_i‖₂ = 1, θ = 0.8 (a contraction); outer ½ mean‖h2 − target‖²."""

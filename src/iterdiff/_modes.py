@@ -13,7 +13,7 @@ tangent of x_K). Each tangent is written so that JAX can transpose it, which giv
 * `Unrolled` (in `_unrolled.py`): the piggyback recursion, transposed by a checkpointed
   reverse sweep written by hand, as a `linear_call`.
 
-Notation (THEORY.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
+Notation (docs/theory.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
 """
 
 import abc
@@ -70,6 +70,10 @@ class Implicit(AbstractMode):
     θ̄ = Bᵀ w. Both are matrix-free (one JVP or VJP of F per iteration of the linear solver).
     The result does not depend on x0 (its derivative with respect to x0 is zero). Exact when
     x_K = x̄ and I − A is invertible; the error is proportional to ‖x_K − x̄‖.
+
+    Reference: Blondel et al., "Efficient and modular implicit differentiation", NeurIPS 2022; the
+    error bound: Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms",
+    NeurIPS 2023.
 
     Arguments:
         linear_solver: a solver from `iterdiff.linear_solve` (default GMRES at 1e-10 relative
@@ -153,6 +157,9 @@ class Truncated(AbstractMode):
     J_k = Σ_{j<k} A^j B, whose error ‖J_k − J‖ ≲ ρ^k ‖J‖ decays with the contraction rate ρ.
     Cost: k JVPs or VJPs of F; reverse mode stores k iterates. x0 gets a zero derivative.
     (Shaban et al., "Truncated back-propagation for bilevel optimization", AISTATS 2019.)
+
+    Arguments:
+        k: the number of applications of F that are differentiated (≥ 1).
     """
 
     k: int

@@ -192,16 +192,16 @@ class _Replay(NamedTuple):
     def advance(self, it, u):
         return self.program.advance(it, self.sel.merge_params(self.params, u["params"]))
 
-    def record(self, it, n, rows: int):
-        """Iterates 0, …, n − 1 of the run from it (n ≤ rows), stacked in ``rows`` rows."""
+    def record(self, buffer, it, n):
+        """Iterates 0, …, n − 1 of the run from it written into the first n rows of ``buffer``
+        (the buffer is reused from stretch to stretch: no allocation per stretch)."""
 
         def body(i, carry):
             it, buffer = carry
             it = self.advance(it, self.u0)
             return it, tree.stack_set(buffer, i, it)
 
-        buffer = tree.stack_set(tree.stack_zeros(rows, it), 0, it)
-        return jax.lax.fori_loop(1, n, body, (it, buffer))[1]
+        return jax.lax.fori_loop(1, n, body, (it, tree.stack_set(buffer, 0, it)))[1]
 
     def checkpoints(self, it, n, slots: int) -> Checkpoints:
         """Thinned checkpoints of the n steps from it, in ``slots`` rows."""
@@ -215,6 +215,10 @@ class _Replay(NamedTuple):
             True,
         )
         return ck
+
+
+def _rows(buffer) -> int:
+    return jax.tree_util.tree_leaves(buffer)[0].shape[0]
 
 
 def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, layout, d_bar):
@@ -241,38 +245,46 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
         d, s = _split(it)
         return pull(lambda d, u: _split(replay.advance(eqx.combine(d, s), u))[0], d, state)
 
-    def direct(it, n, state, rows):
-        """n ≤ rows steps from it: recompute the iterates, then one VJP each, last first."""
-        if rows == 1:
-            return step_back(it, state)
-        buffer = replay.record(it, n, rows)
-        return jax.lax.fori_loop(
+    def direct(it, n, state, buffer):
+        """n ≤ rows steps from it: recompute the iterates into ``buffer``, then one VJP each,
+        last first. Returns (state, buffer)."""
+        buffer = replay.record(buffer, it, n)
+        state = jax.lax.fori_loop(
             0, n, lambda k, st: step_back(tree.stack_get(buffer, n - 1 - k), st), state
         )
+        return state, buffer
 
     def pieces(store, count, interval, steps, state, level):
         """Reverse the ``count`` stretches of ``interval`` steps (the last one shorter) that
-        start at the rows of ``store``, last first."""
+        start at the rows of ``store``, last first, with one recomputation buffer of
+        ``layout.buffers[level]`` rows for all of them."""
 
-        def body(k, state):
+        def body(k, carry):
             j = count - 1 - k
             n = jnp.minimum(interval, steps - j * interval)
-            return stretch(tree.stack_get(store, j), n, state, level)
+            return stretch(tree.stack_get(store, j), n, carry, level)
 
-        return jax.lax.fori_loop(0, count, body, state)
+        def stretches(state):
+            buffer = tree.stack_zeros(layout.buffers[level], tree.stack_get(store, 0))
+            return jax.lax.fori_loop(0, count, body, (state, buffer))[0]
 
-    def stretch(it, n, state, level):
-        rows = layout.buffers[level]
+        def every_step_stored(state):  # interval 1: one loop of VJPs, nothing to recompute
+            return jax.lax.fori_loop(
+                0, count, lambda k, st: step_back(tree.stack_get(store, count - 1 - k), st), state
+            )
+
+        return jax.lax.cond(interval == 1, every_step_stored, stretches, state)
+
+    def stretch(it, n, carry, level):
+        state, buffer = carry
         if level == last:
-            return direct(it, n, state, rows)
+            return direct(it, n, state, buffer)
 
-        def thinned(it, n, state):
-            ck = replay.checkpoints(it, n, rows)
-            return pieces(ck.store, ck.count, ck.interval, n, state, level + 1)
+        def thinned(it, n, state, buffer):
+            ck = replay.checkpoints(it, n, layout.buffers[level])
+            return pieces(ck.store, ck.count, ck.interval, n, state, level + 1), buffer
 
-        return jax.lax.cond(
-            n <= rows, lambda it, n, st: direct(it, n, st, rows), thinned, it, n, state
-        )
+        return jax.lax.cond(n <= _rows(buffer), direct, thinned, it, n, state, buffer)
 
     state = (d_bar, jax.tree_util.tree_map(jnp.zeros_like, u0))
     state = pieces(ck.store, ck.count, ck.interval, steps, state, 0)

@@ -15,7 +15,14 @@ from ._krylov import golub_kahan
 
 
 class GradientRow(NamedTuple):
-    """One line of the table: a mode (or finite differences) and what it gave."""
+    """One line of the table: a mode (or finite differences) and what it gave.
+
+    Attributes:
+        name: the mode's name, or ``"finite differences"``.
+        value: the directional derivative it gave (flattened).
+        estimated_error: its estimated error (`error_estimates`).
+        seconds: the time of one derivative, once compiled.
+    """
 
     name: str
     value: np.ndarray  # the directional derivative of the readout, flat
@@ -24,7 +31,12 @@ class GradientRow(NamedTuple):
 
 
 class GradientCheck(NamedTuple):
-    """The result of `check_gradients`; ``str()`` gives the table."""
+    """The result of `check_gradients`; ``str()`` gives the table.
+
+    Attributes:
+        rows: one `GradientRow` per mode and one for finite differences.
+        contraction: the `Contraction` of ∂ₓF at the solution.
+    """
 
     rows: tuple
     contraction: Any  # the Contraction of ∂ₓF at the solution
