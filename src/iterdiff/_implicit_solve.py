@@ -222,10 +222,17 @@ def custom_root(
     """Decorator: ``solve(x0, theta) -> x`` with G(x, θ) = 0 becomes a function of the same
     signature whose output is differentiated implicitly (`implicit_solve` with ``root=G``).
 
-    The decorated function returns x (or ``(x, aux)`` with ``has_aux=True``), not a Solution;
-    the supplied point is checked (``‖G(x)‖ ≤ atol + rtol·‖x‖``) as in `implicit_solve`. The
+    The supplied point is checked (``‖G(x)‖ ≤ atol + rtol·‖x‖``) as in `implicit_solve`. The
     counterpart of jaxopt's ``custom_root(optimality_fun)``, with theta one pytree instead of
     ``*args``.
+
+    Arguments:
+        G: ``G(x, theta)``, the residual the solver drives to zero (x's structure).
+        mode, has_aux, tol, rtol, atol, norm, throw: as in `implicit_solve`.
+
+    Returns:
+        A decorator: ``solve(x0, theta) -> x`` becomes ``(x0, theta) -> x`` (or
+        ``-> (x, aux)`` with ``has_aux=True``), not a Solution.
     """
     kwargs = dict(mode=mode, has_aux=has_aux, tol=tol, rtol=rtol, atol=atol, norm=norm, throw=throw)
     return _decorator("custom_root", "root", G, kwargs)
@@ -245,6 +252,15 @@ def custom_fixed_point(
     """Decorator: ``solve(x0, theta) -> x`` with x = F(x, θ) becomes a function of the same
     signature whose output is differentiated implicitly (`implicit_solve` with
     ``fixed_point=F``). The counterpart of jaxopt's ``custom_fixed_point(fixed_point_fun)``.
+
+    Arguments:
+        F: ``F(x, theta) -> x``, the map whose fixed point the solver returns.
+        mode: `Implicit()` (default), `OneStep()` or `Truncated(k)`.
+        has_aux, tol, rtol, atol, norm, throw: as in `implicit_solve`.
+
+    Returns:
+        A decorator: ``solve(x0, theta) -> x`` becomes ``(x0, theta) -> x`` (or
+        ``-> (x, aux)`` with ``has_aux=True``), not a Solution.
     """
     kwargs = dict(mode=mode, has_aux=has_aux, tol=tol, rtol=rtol, atol=atol, norm=norm, throw=throw)
     return _decorator("custom_fixed_point", "fixed_point", F, kwargs)

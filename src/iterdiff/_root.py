@@ -142,8 +142,19 @@ def argmin(
     minimiser as ``mode`` says.
 
     The fixed points are the critical points ∇ₓf(x, θ) = 0; the implicit derivative is
-    −(∇²ₓₓf)⁻¹ ∇²ₓθf θ̇. Arguments as in `root`, with ``f(x, theta) -> scalar`` (twice
-    differentiable, positive definite Hessian along the iterates) and the line search on f.
+    −(∇²ₓₓf)⁻¹ ∇²ₓθf θ̇.
+
+    Arguments:
+        f: ``f(x, theta) -> scalar``, twice differentiable in x, with a positive definite
+            Hessian along the iterates (dense Hessian, n×n).
+        x0, theta: starting point and parameters (pytrees of arrays).
+        mode: any mode of `fixed_point` (as in `root`; `OneStep()` is exact in the limit).
+        line_search: Armijo backtracking on f (default) or None for full steps.
+        max_steps, tol, rtol, atol, norm, throw: as in `root` (the stopping rule applies to
+            the Newton step).
+
+    Returns:
+        The `Solution` of `fixed_point` on the Newton map of `algorithms.Newton`.
     """
     _check_line_search("argmin", line_search)
     if not callable(f):
