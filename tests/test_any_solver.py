@@ -313,3 +313,24 @@ def test_hessian_on_the_nonlinear_system_against_finite_differences():
     hessians = jax.jit(lambda th: (jax.hessian(loss)(th), jax.hessian(loss_wrapped)(th)))
     for got in hessians(THETA_NL):
         np.testing.assert_allclose(got, fd, rtol=0, atol=1e-7)
+
+
+def test_implicit_solve_float32_pytree_state():
+    # x is a dict of float32 leaves: each leaf keeps its dtype; tolerances default to 1e-5.
+    A32, b32 = A.astype(jnp.float32), B0.astype(jnp.float32)
+
+    def G(x, lam):
+        w = jnp.concatenate([x["head"], x["tail"]])
+        g = A32.T @ (A32 @ w - b32) + lam * w
+        return {"head": g[:2], "tail": g[2:]}
+
+    def solve(x0, lam):
+        w = jnp.linalg.solve(A32.T @ A32 + lam * jnp.eye(4, dtype=jnp.float32), A32.T @ b32)
+        return {"head": w[:2], "tail": w[2:]}
+
+    x0 = {"head": jnp.zeros(2, jnp.float32), "tail": jnp.zeros(2, jnp.float32)}
+    lam = jnp.asarray(0.7, jnp.float32)
+    jac = jax.jacrev(lambda l: itd.implicit_solve(solve, x0, l, root=G).value)(lam)
+    want = REFERENCE["lam"]
+    assert jac["head"].dtype == jnp.float32
+    np.testing.assert_allclose(jnp.concatenate([jac["head"], jac["tail"]]), want, atol=1e-4)
