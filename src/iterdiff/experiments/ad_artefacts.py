@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from ..nonsmooth import implicit_set, jacobian_set, piggyback, set_fixed_point
 from ..nonsmooth import relu as ns_relu
 from ._base import Claim, Result, check_size
+from ._common import require_float64
 
 TITLE = "Automatic differentiation at kinks: relu'(0) artefacts, J^imp ⊊ J^pb, kinks are hit"
 SOURCE = (
@@ -178,6 +179,7 @@ def predicted_any(width: int, depth: int) -> np.ndarray:
 
 
 def run(size: str = "demo", seed: int = 0) -> Result:
+    require_float64()
     widths, depth, n = SIZES[check_size(size)]
     claims = []
 

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 import iterdiff as itd
 
 from ._base import Claim, Result, check_size
+from ._common import require_float64
 
 TITLE = "Bilevel: hypergradient descent with one-step and implicit hypergradients (Newton inner)"
 SOURCE = "seed 004 (one-step differentiation: hypergradient descent); THEORY.md §1 and §4"
@@ -95,6 +96,7 @@ def hypergradients(result, lr: float) -> np.ndarray:
 
 
 def run(size: str = "demo", seed: int = 0) -> Result:
+    require_float64()
     n_train, steps = SIZES[check_size(size)]
     data = breast_cancer(n_train, seed)
     d = data["A"].shape[1]

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 import iterdiff as itd
 
 from ._base import Claim, Result, check_size
+from ._common import require_float64
 
 TITLE = "Finite differences vs AD of a fixed point: truncation, round-off and cost"
 SOURCE = "seed 001 (finite differences vs AD, forward/reverse cost); THEORY.md §1"
@@ -176,6 +177,7 @@ def cost_curves(n: int, dims, repeats: int, seed: int) -> dict:
 
 
 def run(size: str = "demo", seed: int = 0) -> Result:
+    require_float64()
     n, points, per_decade, dims, repeats = SIZES[check_size(size)]
     problem = Problem(n, 4, seed)
     curves = error_curves(problem, points, per_decade, seed)

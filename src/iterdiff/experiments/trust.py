@@ -26,6 +26,7 @@ from iterdiff import nonsmooth as ns
 from iterdiff import prox
 
 from ._base import Claim, Result, check_size
+from ._common import require_float64
 
 TITLE = "Trust diagnostics: estimated vs true derivative error of every mode"
 SOURCE = "THEORY.md §1 (error bounds of each estimator); seed 001 (heavy ball); seed 004"
@@ -261,6 +262,7 @@ def divergence_flags(with_estimates: bool = True) -> dict:
 
 
 def run(size: str = "demo", seed: int = 0) -> Result:
+    require_float64()
     names = SIZES[check_size(size)]
     scale = SCALE[size]
     results = {}
