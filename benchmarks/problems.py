@@ -6,7 +6,8 @@ without any of the benchmarked methods: a closed form where one exists, otherwis
 differentiation of F at a point solved to 1e-14 by a plain `lax.while_loop`; each reference is
 checked against a central finite difference (reported as ``fd_check``).
 
-Problems (the ``../shared/BASELINE.md`` set, plus a pytree state and two Newton-type methods):
+Problems (those on which the anchors jaxopt, optimistix and ott-jax were first measured, plus a
+pytree state and two Newton-type methods):
 ridge 200×100 by gradient descent, Lasso 100×300 and 1000×3000 by ISTA, entropic OT 100×100 and
 500×500 by log-domain Sinkhorn (ε = 0.02), a small DEQ layer (a dict state), the one-step
 paper's interior-point QP (n = 100, 200, 400) and ℓ2-logistic regression by Newton's method.

@@ -3,7 +3,7 @@
 An experiment is a module of `iterdiff.experiments` with three names:
 
 * ``TITLE``: one line, e.g. "Derivatives of forward–backward converge at the iterates' rate".
-* ``SOURCE``: where the claim comes from, e.g. "seed 001 (slides 10–14); THEORY.md §2". Name the
+* ``SOURCE``: where the claim comes from, e.g. "seed 001 (slides 10–14); docs/theory.md §2". Name the
   seed file and the slide or paper section; never a path outside the repository.
 * ``run(size="demo", seed=0) -> Result``: ``size`` is ``"tiny"`` (tests: a few seconds),
   ``"demo"`` (the ``iterdiff demo`` default: the whole demo must finish in about two minutes on

@@ -34,7 +34,7 @@ from ._common import require_float64
 TITLE = "Automatic differentiation at kinks: relu'(0) artefacts, J^imp ⊊ J^pb, kinks are hit"
 SOURCE = (
     "seed 002 (Bolte–Pauwels, 'A variational model for nonsmooth AD': Issues I–III); seed 001 "
-    "(J^imp ⊊ J^pb); THEORY.md §3"
+    "(J^imp ⊊ J^pb); docs/theory.md §3"
 )
 
 SIZES = {  # widths, most layers, networks per (width, precision)

@@ -26,7 +26,7 @@ from ._base import Claim, Result, check_size
 from ._common import require_float64
 
 TITLE = "Bilevel: hypergradient descent with one-step and implicit hypergradients (Newton inner)"
-SOURCE = "seed 004 (one-step differentiation: hypergradient descent); THEORY.md §1 and §4"
+SOURCE = "seed 004 (one-step differentiation: hypergradient descent); docs/theory.md §1 and §4"
 
 SIZES = {"tiny": (60, 15), "demo": (100, 60), "full": (200, 300)}  # (training rows, outer steps)
 INNER_TOL = 1e-12

@@ -28,7 +28,7 @@ from ._base import Claim, Result, check_size
 from ._common import require_float64
 
 TITLE = "Finite differences vs AD of a fixed point: truncation, round-off and cost"
-SOURCE = "seed 001 (finite differences vs AD, forward/reverse cost); THEORY.md §1"
+SOURCE = "seed 001 (finite differences vs AD, forward/reverse cost); docs/theory.md §1"
 
 SIZES = {  # (n, base points, ε per decade, dimensions m, timing repeats)
     "tiny": (10, 8, 2, (4, 64), 5),

@@ -31,7 +31,7 @@ from ._common import figure, require_float64, sci
 TITLE = "Heavy ball: the iterates converge, the AD derivatives diverge (gradient descent's do not)"
 SOURCE = (
     "seed 001 (slides 'When nonsmoothness hurts: momentum methods', 'Example where heavy-ball "
-    "fails': eigenvalue −9/8 of M1M1M2M2); seed 003 (NeurIPS 2022 abstract); THEORY.md §3"
+    "fails': eigenvalue −9/8 of M1M1M2M2); seed 003 (NeurIPS 2022 abstract); docs/theory.md §3"
 )
 
 ALPHA, BETA = 1.0, 0.75

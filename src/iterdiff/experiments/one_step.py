@@ -10,7 +10,7 @@ QP and Newton's method (superlinear: one-step is exact in the limit), and on gra
 * Gradient descent on weighted ridge regression ½Σθ_i(a_iᵀx − y_i)² + ½μ‖x‖² with condition
   numbers 100 and 1000 and steps 1/L and 2/(μ + L): the Jacobian dx_k/dθ of each estimator
   along the iterations, against the closed form. One-step converges to
-  J^OS = ∂_θF(x̄) = γHJ̄, i.e. J^OS − J̄ = (γH − I)J̄ (THEORY.md §1), not to J̄.
+  J^OS = ∂_θF(x̄) = γHJ̄, i.e. J^OS − J̄ = (γH − I)J̄ (docs/theory.md §1), not to J̄.
 
 Times: (solve + derivative)/(solve), the fastest of interleaved batches, compiled beforehand.
 """
@@ -29,7 +29,7 @@ from ._common import figure, paired_ratio, require_float64, sci
 TITLE = "One-step differentiation: as good as implicit for Newton-type methods, not for GD"
 SOURCE = (
     "seed 004 (poster 'One-step differentiation of iterative algorithms': numerical "
-    "illustrations); Bolte, Pauwels & Vaiter, NeurIPS 2023; THEORY.md §1, §4"
+    "illustrations); Bolte, Pauwels & Vaiter, NeurIPS 2023; docs/theory.md §1, §4"
 )
 
 MODES = {"one-step": itd.OneStep(), "implicit": itd.Implicit(), "unrolled": itd.Unrolled()}

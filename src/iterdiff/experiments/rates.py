@@ -5,7 +5,7 @@ Three nonsmooth fixed-point maps F(z, λ) with a regularisation weight λ as the
 
 * forward–backward (ISTA) on the Lasso ½m⁻¹‖Ax − b‖² + λ‖x‖₁, on the diabetes data (442 × 10,
   standardised); on the support S, ρ = max|1 − γ eig(m⁻¹A_SᵀA_S)| and
-  dx̄_S/dλ = −(m⁻¹A_SᵀA_S)⁻¹ sign(x̄_S), 0 off S (THEORY.md §4);
+  dx̄_S/dλ = −(m⁻¹A_SᵀA_S)⁻¹ sign(x̄_S), 0 off S (docs/theory.md §4);
 * Douglas–Rachford on sparse inverse covariance selection, −log det Θ + tr(SΘ) + λ‖Θ‖₁,off,
   with prox_f by an eigendecomposition and prox_g a soft-thresholding of the off-diagonal entries
   (the state is the lower triangle of the symmetric matrix);
@@ -33,7 +33,7 @@ from ._common import exponent_gap, figure, require_float64, sci
 TITLE = "Derivatives of forward–backward, Douglas–Rachford and ADMM converge at the iterates' rate"
 SOURCE = (
     "seed 003 (NeurIPS 2022 abstract: FB on the Lasso, DR on sparse inverse covariance, ADMM); "
-    "seed 001 (nonsmooth piggyback); Bolte, Pauwels & Vaiter, NeurIPS 2022, §5; THEORY.md §3–4"
+    "seed 001 (nonsmooth piggyback); Bolte, Pauwels & Vaiter, NeurIPS 2022, §5; docs/theory.md §3–4"
 )
 
 RATE_TOLERANCE = 0.10  # fitted vs predicted rate: exponents (steps per decade) within 10 %

@@ -30,7 +30,7 @@ from ._common import exponent_gap, figure, require_float64, sci
 TITLE = "Sinkhorn: plans and their derivatives converge linearly, dP̂ has zero marginals"
 SOURCE = (
     "seed 001 (slides 'Sinkhorn as a fixed point algorithm', 'Convergence of the derivatives of "
-    "Sinkhorn'); Pauwels & Vaiter, SIAM J. Optim. 2023; THEORY.md §2"
+    "Sinkhorn'); Pauwels & Vaiter, SIAM J. Optim. 2023; docs/theory.md §2"
 )
 
 RATE_TOLERANCE = 0.10

@@ -6,7 +6,7 @@ and heavy ball on a strongly convex quadratic — each mode's forward-mode deriv
 (one random unit direction θ̇) is compared with a reference (closed form on the Lasso support,
 dense implicit formulas, a long unrolled run for Sinkhorn, modulo its gauge), and
 `iterdiff.diagnostics.error_estimates` at the converged Solution predicts each error
-(THEORY.md §1: implicit ∝ ‖x_K − x̄‖, Truncated(k)/OneStep ≈ ‖Aᵏ J θ̇‖, Unrolled a priori).
+(docs/theory.md §1: implicit ∝ ‖x_K − x̄‖, Truncated(k)/OneStep ≈ ‖Aᵏ J θ̇‖, Unrolled a priori).
 Finally the heavy-ball counterexample of seed 001 (kink selections switching M2 M2 M1 M1) runs
 with a `DerivativeTrace`: its derivatives diverge while the iterates converge, which the trace
 flags; gradient descent on the same function is not flagged.
@@ -29,7 +29,7 @@ from ._base import Claim, Result, check_size
 from ._common import require_float64
 
 TITLE = "Trust diagnostics: estimated vs true derivative error of every mode"
-SOURCE = "THEORY.md §1 (error bounds of each estimator); seed 001 (heavy ball); seed 004"
+SOURCE = "docs/theory.md §1 (error bounds of each estimator); seed 001 (heavy ball); seed 004"
 
 MODES = {  # Implicit's linear solver is the case's (dense: the problems are small)
     "Implicit": itd.Implicit(),
