@@ -93,7 +93,7 @@ def test_lasso_derivative_closed_form(lasso, mode, fwd, rev):
 
 
 def test_one_step_is_wrong_for_ista(lasso):
-    """J^OS = ∂_λF = −γ sign(x̄_S) is far from J (THEORY.md §1): the library must not hide it."""
+    """J^OS = ∂_λF = −γ sign(x̄_S) is far from J (docs/theory.md §1): the library must not hide it."""
     _, S, J = lasso
     jvp = jax.jit(lambda l: jax.jvp(lambda lam: solve(lam, itd.OneStep()).value, (l,), (1.0,))[1])(
         LAM
@@ -103,7 +103,7 @@ def test_one_step_is_wrong_for_ista(lasso):
 
 
 def test_ista_derivative_rate(lasso):
-    """ẋ_k → dx̄/dλ linearly at rate max|1 − γ eig(A_SᵀA_S)| (THEORY.md §4), fitted within 10%."""
+    """ẋ_k → dx̄/dλ linearly at rate max|1 − γ eig(A_SᵀA_S)| (docs/theory.md §4), fitted within 10%."""
     x, S, J = lasso
     xs, dxs = piggyback_trace(ISTA.F, X0, {"lam": LAM}, {"lam": 1.0}, 3000)
     eig = np.linalg.eigvalsh(X[:, S].T @ X[:, S])

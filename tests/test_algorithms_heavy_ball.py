@@ -1,5 +1,5 @@
 """Heavy ball on ℓ2-logistic regression (a C² problem, breast cancer data): the iterates and
-their derivatives converge (THEORY.md §4), to scikit-learn and the closed form."""
+their derivatives converge (docs/theory.md §4), to scikit-learn and the closed form."""
 
 import jax
 import jax.numpy as jnp

@@ -28,3 +28,19 @@ def test_quick_tables_iterdiff_only(tmp_path):
         assert by[name]["ratio"] > 0 and by[name]["compile_s"] > 0, name
     assert by["iterdiff OneStep()"]["gradient_error"] > 1e-3  # wrong on gradient descent
     assert "Against the targets" in (tmp_path / "tables.md").read_text()
+
+
+def test_bench_core_row_on_a_tiny_ridge():
+    """`python -m benchmarks.bench_core` measures a row; the error and memory columns (which
+    do not depend on the machine's load) meet issue 14's targets on a tiny ridge."""
+    from benchmarks import bench_core, problems
+
+    with jax.numpy_dtype_promotion("standard"):
+        row = bench_core.measure(problems.ridge(12, 6), repeats=1)
+    assert row["K"] > 10
+    assert row["Implicit error"] < 1e-8
+    assert row["reference vs central difference"] < 1e-6
+    assert 0 < row["memory"] <= bench_core.TARGETS["memory"] * 1.1
+    for key in ("loop", "Unrolled", "Implicit", "OneStep"):
+        assert row[key] > 0, key
+    assert "| ridge 12×6 |" in bench_core.markdown([row])

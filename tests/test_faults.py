@@ -58,6 +58,16 @@ def test_non_convergence_raises_under_jit_when_only_derivatives_are_used(mode_na
         jax.block_until_ready(fn(jnp.asarray(0.5)))
 
 
+@pytest.mark.parametrize("transform", ["value", "grad", "jvp"])
+def test_eager_calls_raise_solve_error_itself(transform):
+    """Outside jit the error is `itd.SolveError` itself (not XLA's wrapper), primal or tangent."""
+    fn = {"value": lambda t: loss(t, MODES["implicit"], True), **TRANSFORMS}[transform]
+    if transform != "value":
+        fn = fn(lambda t: loss(t, MODES["implicit"], True))
+    with pytest.raises(itd.SolveError, match="did not converge"):
+        fn(jnp.asarray(0.5))
+
+
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("mode_name", MODES)
 def test_throw_false_convention_per_mode(mode_name, transform):

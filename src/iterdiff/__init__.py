@@ -11,6 +11,10 @@ from . import nonsmooth as nonsmooth
 from . import prox as prox
 from ._errors import SolveError as SolveError
 from ._fixed_point import fixed_point as fixed_point
+from ._implicit_solve import Supplied as Supplied
+from ._implicit_solve import custom_fixed_point as custom_fixed_point
+from ._implicit_solve import custom_root as custom_root
+from ._implicit_solve import implicit_solve as implicit_solve
 from ._modes import AbstractMode as AbstractMode
 from ._modes import Implicit as Implicit
 from ._modes import OneStep as OneStep
@@ -18,6 +22,8 @@ from ._modes import Truncated as Truncated
 from ._modes import Unrolled as Unrolled
 from ._observe import AbstractObserver as AbstractObserver
 from ._observe import Trace as Trace
+from ._root import argmin as argmin
+from ._root import root as root
 from ._solution import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from ._solvers import AbstractSolver as AbstractSolver

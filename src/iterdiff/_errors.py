@@ -2,8 +2,9 @@
 
 `raise_if(x, code, throw, prefix)` returns x unchanged when every status code is `successful`, and
 otherwise raises `iterdiff.SolveError` (a RuntimeError) carrying the message of the worst code.
-Under `jax.jit` the error reaches the user wrapped by XLA (``JaxRuntimeError: INTERNAL: …``);
-the wrapper's text ends with ours, and nothing is appended after it.
+Called eagerly (no tracer: outside `jax.jit`), it raises `SolveError` itself. Under `jax.jit` the
+error reaches the user wrapped by XLA (``JaxRuntimeError: INTERNAL: …``); the wrapper's text ends
+with ours, and nothing is appended after it.
 
 The check lives in a `lax.cond` on a predicate reduced over every vmapped axis
 (`jax.custom_batching.custom_vmap`), so the host callback runs only when something failed and a
@@ -49,6 +50,10 @@ def raise_if(x, code, throw: bool, prefix: str):
     if not throw:
         return x
     worst = _unbatched_max(jnp.asarray(code, jnp.int32))
+    if not isinstance(worst, jax.core.Tracer):  # eager: raise our own error, unwrapped
+        if int(worst) != RESULTS.successful:
+            _raiser(prefix)(worst)
+        return x
     struct = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x)
 
     def fail(x):

@@ -36,6 +36,11 @@ def fixed_point(
 ) -> Solution:
     """Solve x = F(x, θ) by iteration and differentiate the solution as ``mode`` says.
 
+    Reference: Gilbert, "Automatic differentiation and iterative processes", Optim. Methods Softw.
+    1992; Bolte, Pauwels & Vaiter, "Automatic differentiation of nonsmooth iterative algorithms",
+    NeurIPS 2022; Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms",
+    NeurIPS 2023.
+
     Arguments:
         F: the map ``F(x, theta) -> x`` (or ``-> (x, aux)`` with ``has_aux=True``); x and theta
             are pytrees of arrays, and F must return x's structure, shapes and dtypes. Values F

@@ -13,7 +13,7 @@ tangent of x_K). Each tangent is written so that JAX can transpose it, which giv
 * `Unrolled` (in `_unrolled.py`): the piggyback recursion, transposed by a checkpointed
   reverse sweep written by hand, as a `linear_call`.
 
-Notation (THEORY.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
+Notation (docs/theory.md §1): A = ∂ₓF(x, θ), B = ∂_θF(x, θ), J = ∂x̄/∂θ = (I − A)⁻¹ B.
 """
 
 import abc
@@ -70,6 +70,10 @@ class Implicit(AbstractMode):
     θ̄ = Bᵀ w. Both are matrix-free (one JVP or VJP of F per iteration of the linear solver).
     The result does not depend on x0 (its derivative with respect to x0 is zero). Exact when
     x_K = x̄ and I − A is invertible; the error is proportional to ‖x_K − x̄‖.
+
+    Reference: Blondel et al., "Efficient and modular implicit differentiation", NeurIPS 2022; the
+    error bound: Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms",
+    NeurIPS 2023.
 
     Arguments:
         linear_solver: a solver from `iterdiff.linear_solve` (default GMRES at 1e-10 relative
@@ -153,6 +157,9 @@ class Truncated(AbstractMode):
     J_k = Σ_{j<k} A^j B, whose error ‖J_k − J‖ ≲ ρ^k ‖J‖ decays with the contraction rate ρ.
     Cost: k JVPs or VJPs of F; reverse mode stores k iterates. x0 gets a zero derivative.
     (Shaban et al., "Truncated back-propagation for bilevel optimization", AISTATS 2019.)
+
+    Arguments:
+        k: the number of applications of F that are differentiated (≥ 1).
     """
 
     k: int
@@ -175,14 +182,33 @@ class OneStep(AbstractMode):
     (for gradient descent, J^OS − J = (ηH − I) J). The value is x_K, as in every mode.
 
     Cost: one application of ∂_θF(x_K, θ) (forward mode) or of its transpose (reverse mode),
-    and no second evaluation of F at x_K: when a derivative is taken, the loop evaluates F
-    through its linearization in θ (`jax.linearize`), keeping the intermediate values of the
-    latest evaluation in the loop state, so the derivative reuses those of the last one.
+    plus either one more evaluation of F at x_K after the loop (1/K of the solve), or none, when
+    the loop evaluates F through its linearization in θ (`jax.linearize`) and keeps the
+    intermediate values of the latest evaluation in its state. The second pays at every step
+    (for Sinkhorn the linearization costs ~1.6 evaluations) and wins only for a few expensive
+    steps: Newton-type methods.
     (Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms", NeurIPS 2023.)
+
+    Arguments:
+        linearize_in_loop: keep the linearization of every step (True) or linearize once after
+            the loop (False). None (default): True when ``max_steps`` ≤ 100, the budgets of
+            Newton-type solvers, else False.
     """
 
+    linearize_in_loop: bool | None = None
+
+    def __check_init__(self):
+        if self.linearize_in_loop not in (None, True, False):
+            raise TypeError(
+                f"OneStep(linearize_in_loop={self.linearize_in_loop!r}): expected None, True "
+                "or False."
+            )
+
     def run(self, problem, x0, params, live):
-        if not live.any_params:
+        in_loop = self.linearize_in_loop
+        if in_loop is None:
+            in_loop = problem.rule.max_steps <= 100
+        if not live.any_params or not in_loop:
             return problem.run(x0, params), None
         fn = problem.fn
 

@@ -105,6 +105,11 @@ class Trace(AbstractObserver):
     therefore always span the whole run, with memory bounded by ``size`` whatever the number of
     steps. Step 0 (the starting point) is recorded first.
 
+    Arguments:
+        fn: ``fn(step, x, fx) -> pytree of arrays`` with step the int32 index k, x = x_k and
+            fx = F(x_k, θ) (aux dropped), evaluated under stop_gradient.
+        size: the most records kept (≥ 2, default 256).
+
     Returns (in ``sol.stats[name]``) a dict with ``"step"`` (int32[size], −1 where unused),
     ``"value"`` (the records stacked along a leading axis of length ``size``) and ``"count"``
     (number of records kept).

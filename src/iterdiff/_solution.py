@@ -18,7 +18,8 @@ class RESULTS:
 
     Stored as int32 arrays (`Solution.result`, `LinearSolveStats.result`) so they survive jit
     and vmap; `RESULTS.describe(code)` gives the message. Codes 1–2 come from the forward
-    loop, codes 3–8 from a linear solve.
+    loop, codes 3–8 from a linear solve, code 9 from the check of a point supplied by another
+    solver (`implicit_solve`).
     """
 
     successful = 0
@@ -30,6 +31,7 @@ class RESULTS:
     linear_nonfinite = 6
     linear_inconsistent = 7
     linear_ill_conditioned = 8
+    not_a_solution = 9
 
     _messages = {
         successful: "converged.",
@@ -79,6 +81,13 @@ class RESULTS:
             "problems or a smaller tol, or use mode=Unrolled() for the derivative of the "
             "iterations that ran."
         ),
+        not_a_solution: (
+            "the point supplied by the solver is not a solution of the problem it was declared "
+            "to solve: its residual (‖F(x) − x‖ for fixed_point=F, ‖G(x)‖ for root=G, ‖∇ₓf(x)‖ "
+            "for objective=f) is above atol + rtol·‖x‖, so the implicit derivative there would "
+            "be wrong. Check that the solver solves that problem with the same θ, tighten the "
+            "solver's own tolerance, or loosen tol (or rtol/atol)."
+        ),
     }
 
     @classmethod
@@ -88,7 +97,7 @@ class RESULTS:
 
     @classmethod
     def is_linear(cls, code) -> bool:
-        return int(code) >= cls.linear_max_steps_reached
+        return cls.linear_max_steps_reached <= int(code) <= cls.linear_ill_conditioned
 
 
 class Solution(eqx.Module):

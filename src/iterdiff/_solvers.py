@@ -33,6 +33,13 @@ class Picard(AbstractSolver):
 
     x_{k+1} = (1 − β) x_k + β F(x_k, θ), with β = ``damping`` ∈ (0, 1]. β = 1 is the plain
     iteration x_{k+1} = F(x_k, θ), whose `Unrolled` derivative is the piggyback recursion.
+
+    Reference: Bauschke & Combettes, "Convex Analysis and Monotone Operator Theory in Hilbert
+    Spaces", Springer 2017, §5.2 (Krasnosel'skii–Mann iteration).
+
+    Arguments:
+        damping: β ∈ (0, 1] (default 1, no damping); smaller values help maps that are
+            nonexpansive but not contractive.
     """
 
     damping: float = 1.0
@@ -69,6 +76,12 @@ class Anderson(AbstractSolver):
     leaves of the state in the widest dtype; each leaf of the update keeps its own dtype.
 
     Reference: Walker & Ni, "Anderson acceleration for fixed-point iterations", SINUM 2011.
+
+    Arguments:
+        history: m, the number of past residuals combined (≥ 1, default 5).
+        mixing: β ∈ (0, 1] (default 1).
+        regularization: relative Tikhonov weight λ of the small least-squares system (> 0,
+            default 1e-10).
     """
 
     history: int = 5

@@ -93,14 +93,28 @@ def dot(x, y) -> Array:
 
 
 def max_norm(x) -> Array:
-    """‖x‖_∞ = max over all entries of |x_i| (0 for an all-empty tree)."""
+    """‖x‖_∞ = max over all entries of |x_i| (0 for an all-empty tree).
+
+    Arguments:
+        x: a pytree of arrays (all leaves count as one vector).
+
+    Returns:
+        the norm ‖x‖_∞, a scalar in the widest dtype of x's leaves.
+    """
     dtype = widest_dtype(x)
     parts = [jnp.max(jnp.abs(a), initial=0).astype(dtype) for a in leaves(x)]
     return jnp.max(jnp.stack(parts))
 
 
 def two_norm(x) -> Array:
-    """‖x‖₂, computed as s·‖x/s‖₂ with s = ‖x‖_∞ so that it neither underflows nor overflows."""
+    """‖x‖₂, computed as s·‖x/s‖₂ with s = ‖x‖_∞ so that it neither underflows nor overflows.
+
+    Arguments:
+        x: a pytree of arrays (all leaves count as one vector).
+
+    Returns:
+        the norm ‖x‖₂, a scalar in the widest dtype of x's leaves.
+    """
     s = max_norm(x)
     safe = jnp.where((s > 0) & jnp.isfinite(s), s, 1)
     sq = [jnp.sum(jnp.square(jnp.abs(a) / _cast(safe, a))).astype(s.dtype) for a in leaves(x)]
@@ -109,7 +123,14 @@ def two_norm(x) -> Array:
 
 
 def rms_norm(x) -> Array:
-    """‖x‖₂ / √(number of entries): the root mean square, scale-free in the problem size."""
+    """‖x‖₂ / √(number of entries): the root mean square, scale-free in the problem size.
+
+    Arguments:
+        x: a pytree of arrays (all leaves count as one vector).
+
+    Returns:
+        the root mean square, a scalar in the widest dtype of x's leaves.
+    """
     n = size(x)
     return two_norm(x) / jnp.sqrt(jnp.asarray(max(n, 1), widest_dtype(x)))
 
@@ -159,11 +180,17 @@ def stack_zeros(m: int, x):
 
 def stack_set(stack, i, x):
     """stack[i] ← x."""
-    return tree_map(lambda s, a: s.at[i].set(a), stack, x)
+    # dynamic_update_index_in_dim, not .at[i].set: the scatter's bounds check (a select with
+    # the old row) keeps XLA:CPU from updating the stack in place, a copy of it per call.
+    return tree_map(
+        lambda s, a: jax.lax.dynamic_update_index_in_dim(s, jnp.asarray(a, s.dtype), i, 0),
+        stack,
+        x,
+    )
 
 
 def stack_get(stack, i):
-    return tree_map(lambda s: s[i], stack)
+    return tree_map(lambda s: jax.lax.dynamic_index_in_dim(s, i, 0, keepdims=False), stack)
 
 
 def stack_dot(stack, x) -> Array:

@@ -192,16 +192,16 @@ class _Replay(NamedTuple):
     def advance(self, it, u):
         return self.program.advance(it, self.sel.merge_params(self.params, u["params"]))
 
-    def record(self, it, n, rows: int):
-        """Iterates 0, …, n − 1 of the run from it (n ≤ rows), stacked in ``rows`` rows."""
+    def record(self, buffer, it, n):
+        """Iterates 0, …, n − 1 of the run from it written into the first n rows of ``buffer``
+        (the buffer is reused from stretch to stretch: no allocation per stretch)."""
 
         def body(i, carry):
             it, buffer = carry
             it = self.advance(it, self.u0)
             return it, tree.stack_set(buffer, i, it)
 
-        buffer = tree.stack_set(tree.stack_zeros(rows, it), 0, it)
-        return jax.lax.fori_loop(1, n, body, (it, buffer))[1]
+        return jax.lax.fori_loop(1, n, body, (it, tree.stack_set(buffer, 0, it)))[1]
 
     def checkpoints(self, it, n, slots: int) -> Checkpoints:
         """Thinned checkpoints of the n steps from it, in ``slots`` rows."""
@@ -242,10 +242,9 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
         return pull(lambda d, u: _split(replay.advance(eqx.combine(d, s), u))[0], d, state)
 
     def direct(it, n, state, rows):
-        """n ≤ rows steps from it: recompute the iterates, then one VJP each, last first."""
-        if rows == 1:
-            return step_back(it, state)
-        buffer = replay.record(it, n, rows)
+        """n ≤ rows steps from it: recompute the iterates into a buffer of ``rows`` rows, then
+        one VJP each, last first."""
+        buffer = replay.record(tree.stack_zeros(rows, it), it, n)
         return jax.lax.fori_loop(
             0, n, lambda k, st: step_back(tree.stack_get(buffer, n - 1 - k), st), state
         )
@@ -254,12 +253,20 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
         """Reverse the ``count`` stretches of ``interval`` steps (the last one shorter) that
         start at the rows of ``store``, last first."""
 
-        def body(k, state):
+        def body(k, carry):
             j = count - 1 - k
             n = jnp.minimum(interval, steps - j * interval)
-            return stretch(tree.stack_get(store, j), n, state, level)
+            return stretch(tree.stack_get(store, j), n, carry, level)
 
-        return jax.lax.fori_loop(0, count, body, state)
+        def stretches(state):
+            return jax.lax.fori_loop(0, count, body, state)
+
+        def every_step_stored(state):  # interval 1: one loop of VJPs, nothing to recompute
+            return jax.lax.fori_loop(
+                0, count, lambda k, st: step_back(tree.stack_get(store, count - 1 - k), st), state
+            )
+
+        return jax.lax.cond(interval == 1, every_step_stored, stretches, state)
 
     def stretch(it, n, state, level):
         rows = layout.buffers[level]

@@ -20,7 +20,12 @@ from ._forward_backward import Prox
 
 
 class ADMMState(NamedTuple):
-    """(z_k, u_k): the second block and the scaled dual variable u = y/ρ."""
+    """(z_k, u_k): the second block and the scaled dual variable u = y/ρ.
+
+    Attributes:
+        z: z_k, the second block (a pytree).
+        u: u_k = y_k/ρ, the scaled dual variable (a pytree like z).
+    """
 
     z: Any
     u: Any

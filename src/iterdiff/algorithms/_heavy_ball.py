@@ -16,7 +16,12 @@ from ._base import (
 
 
 class HeavyBallState(NamedTuple):
-    """(x_k, x_{k−1})."""
+    """(x_k, x_{k−1}).
+
+    Attributes:
+        x: x_k, the iterate.
+        x_prev: x_{k−1}, the previous iterate.
+    """
 
     x: Any
     x_prev: Any
@@ -30,7 +35,7 @@ class HeavyBall(AbstractAlgorithm):
     and L-smooth with α = 4/(√L + √μ)², β = ((√κ − 1)/(√κ + 1))² the iterates converge at rate
     (√κ − 1)/(√κ + 1) and, f being C², so do the derivatives (Griewank & Faure 2003; Mehmood &
     Ochs 2020). On C^{1,1} functions the derivatives may diverge while the iterates converge
-    (Bolte, Pauwels & Vaiter, NeurIPS 2022, §5; THEORY.md §3).
+    (Bolte, Pauwels & Vaiter, NeurIPS 2022, §5; docs/theory.md §3).
 
     Arguments:
         grad: ``grad(x, theta)``, the gradient of f in x.

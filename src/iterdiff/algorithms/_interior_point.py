@@ -14,7 +14,14 @@ from ._factored_solve import lu_solver
 class QPParams(NamedTuple):
     """min ½xᵀQx + qᵀx s.t. Ax = b, Gx ≤ h. Q (n×n, positive semidefinite and positive
     definite on the null space of A), q (n,), A (m×n), b (m,), G (p×n), h (p,). A and b, or G
-    and h, may be None when there are no such constraints."""
+    and h, may be None when there are no such constraints.
+
+    Attributes:
+        Q: (n, n), positive semidefinite.
+        q: (n,).
+        A, b: the equalities Ax = b, (m, n) and (m,), or None.
+        G, h: the inequalities Gx ≤ h, (p, n) and (p,), or None.
+    """
 
     Q: Any
     q: Any
@@ -25,7 +32,14 @@ class QPParams(NamedTuple):
 
 
 class QPState(NamedTuple):
-    """Primal x, slacks s = h − Gx ≥ 0, multipliers y (equalities) and z ≥ 0 (inequalities)."""
+    """Primal x, slacks s = h − Gx ≥ 0, multipliers y (equalities) and z ≥ 0 (inequalities).
+
+    Attributes:
+        x: the primal variable, (n,).
+        s: the slacks h − Gx, (p,).
+        y: the equality multipliers, (m,).
+        z: the inequality multipliers, (p,).
+    """
 
     x: Any
     s: Any

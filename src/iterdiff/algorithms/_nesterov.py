@@ -20,7 +20,13 @@ from ._forward_backward import Prox
 
 
 class NesterovState(NamedTuple):
-    """(x_k, y_k, s_k): the iterate, the extrapolated point, and s_k = 1/t_k."""
+    """(x_k, y_k, s_k): the iterate, the extrapolated point, and s_k = 1/t_k.
+
+    Attributes:
+        x: x_k, the iterate.
+        y: y_k, the extrapolated point.
+        s: s_k = 1/t_k, the inverse momentum parameter.
+    """
 
     x: Any
     y: Any

@@ -20,6 +20,11 @@ class BacktrackingLineSearch(eqx.Module):
     random, which would make η ≠ 1 and break ∂ₓF(x̄) = 0). If no trial passes, the smallest η
     is used. η is piecewise constant in (x, θ), so F stays differentiable almost everywhere;
     its choice is not differentiated (``stop_gradient``).
+
+    Arguments:
+        armijo: c ∈ (0, 1) (default 1e-4).
+        shrink: ρ ∈ (0, 1) (default 1/2).
+        max_trials: the most step sizes tried (≥ 1, default 30).
     """
 
     armijo: float = 1e-4

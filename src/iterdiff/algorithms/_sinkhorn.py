@@ -11,7 +11,14 @@ from ._base import AbstractAlgorithm
 
 class OTParams(NamedTuple):
     """An entropic OT problem: cost C (n×m), marginals a (n,) and b (m,) with equal positive
-    mass, and the regularisation ε > 0."""
+    mass, and the regularisation ε > 0.
+
+    Attributes:
+        cost: C, shape (n, m).
+        a: the first marginal, shape (n,), positive.
+        b: the second marginal, shape (m,), positive, with Σb = Σa.
+        epsilon: ε > 0, the entropic regularisation.
+    """
 
     cost: Any
     a: Any
@@ -30,7 +37,7 @@ class Sinkhorn(AbstractAlgorithm):
     P_ij = exp((f_i + g(f)_j − C_ij)/ε), whose column sums are b exactly.
 
     Gauge: T(f + c1) = T(f) + c1, so ∂T has the eigenvalue 1 (eigenvector 1) and I − ∂T is
-    singular (THEORY.md §2). The map used here is F(f) = T(f) − mean(T(f))·1, which picks the
+    singular (docs/theory.md §2). The map used here is F(f) = T(f) − mean(T(f))·1, which picks the
     representative with mean zero. F is invariant to constants (∂F 1 = 0), its Jacobian
     (I − 11ᵀ/n)∂T has spectrum {0} ∪ spec(∂T) \\ {1}, so I − ∂F is invertible and the iterates and
     their derivatives converge linearly at the rate of the second eigenvalue of ∂T. With equal

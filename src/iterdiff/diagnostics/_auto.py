@@ -7,7 +7,7 @@ After the forward loop, Auto measures at x_K (matrix-free, a few Golub–Kahan s
 * σ_min and σ_max of I − A — a singular implicit system (e.g. the Sinkhorn gauge) needs least
   squares, a well-conditioned one is solved by GMRES.
 
-and picks, in this order (THEORY.md §1):
+and picks, in this order (docs/theory.md §1):
 
 0. ``Unrolled()`` if the forward solve did not converge: the derivative of the iterations
    that ran is then the only honest one (the others assume a fixed point);

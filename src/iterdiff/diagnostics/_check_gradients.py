@@ -1,7 +1,9 @@
 """`check_gradients`: every mode and central finite differences side by side on a user's map."""
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
@@ -15,7 +17,14 @@ from ._krylov import golub_kahan
 
 
 class GradientRow(NamedTuple):
-    """One line of the table: a mode (or finite differences) and what it gave."""
+    """One line of the table: a mode (or finite differences) and what it gave.
+
+    Attributes:
+        name: the mode's name, or ``"finite differences"``.
+        value: the directional derivative it gave (flattened).
+        estimated_error: its estimated error (`error_estimates`).
+        seconds: the time of one derivative, once compiled.
+    """
 
     name: str
     value: np.ndarray  # the directional derivative of the readout, flat
@@ -24,7 +33,12 @@ class GradientRow(NamedTuple):
 
 
 class GradientCheck(NamedTuple):
-    """The result of `check_gradients`; ``str()`` gives the table."""
+    """The result of `check_gradients`; ``str()`` gives the table.
+
+    Attributes:
+        rows: one `GradientRow` per mode and one for finite differences.
+        contraction: the `Contraction` of ∂ₓF at the solution.
+    """
 
     rows: tuple
     contraction: Any  # the Contraction of ∂ₓF at the solution
@@ -113,24 +127,32 @@ def check_gradients(
     est = error_estimates(sol, F, theta, direction=theta_dot, seed=seed, warn=False)
     scale = 1.0 if identity else _readout_norm(readout, sol.value, theta, seed)
 
-    rows = []
-    for mode in modes:
-
-        def derivative(t, t_dot, mode=mode):
+    def derivative_in(mode):
+        def derivative(t, t_dot):
             def r(t):
                 s = itd.fixed_point(F, x0, t, mode=mode, max_steps=max_steps, throw=False)
                 return _flat.flatten(readout(s.value, t))[0]
 
             return jax.jvp(r, (t,), (t_dot,))[1]
 
-        value, seconds = _timed(jax.jit(derivative), theta, theta_dot)
-        estimate = est.for_mode(mode) * scale
-        rows.append(GradientRow(type(mode).__name__ + _suffix(mode), value, estimate, seconds))
+        return derivative
 
-    @jax.jit
     def value_at(t):
         s = itd.fixed_point(F, x0, t, max_steps=10 * max_steps, tol=1e-13, throw=False)
         return _flat.flatten(readout(s.value, t))[0]
+
+    # Trace every program, then compile them side by side (XLA compiles outside the GIL):
+    # compilation is most of the cost of a check on a small problem.
+    lowered = [jax.jit(derivative_in(mode)).lower(theta, theta_dot) for mode in modes]
+    lowered.append(jax.jit(value_at).lower(theta))
+    with ThreadPoolExecutor(max_workers=min(len(lowered), os.cpu_count() or 1)) as pool:
+        *derivatives, value_at = pool.map(lambda program: program.compile(), lowered)
+
+    rows = []
+    for mode, derivative in zip(modes, derivatives, strict=True):
+        value, seconds = _timed(derivative, theta, theta_dot)
+        estimate = est.for_mode(mode) * scale
+        rows.append(GradientRow(type(mode).__name__ + _suffix(mode), value, estimate, seconds))
 
     def shifted(c):
         return jax.tree_util.tree_map(
@@ -140,7 +162,6 @@ def check_gradients(
     def central(h):
         return (value_at(shifted(h)) - value_at(shifted(-h))) / (2 * h)
 
-    value_at(theta).block_until_ready()
     start = time.perf_counter()
     d_h = np.asarray(central(fd_step))
     seconds = time.perf_counter() - start
@@ -160,7 +181,7 @@ def _suffix(mode) -> str:
 
 
 def _timed(fn, *args) -> tuple[np.ndarray, float]:
-    jax.block_until_ready(fn(*args))  # compile
+    jax.block_until_ready(fn(*args))  # warm up
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
     return np.asarray(out), time.perf_counter() - start

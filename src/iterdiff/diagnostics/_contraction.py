@@ -1,6 +1,6 @@
 """Contraction checks of ∂ₓF at a point, matrix-free: ‖A‖, ρ(A), σ_min(I − A), null vectors.
 
-Assumption A of THEORY.md §3 is ‖A‖ ≤ ρ < 1 for A = ∂ₓF near the solution. It decides whether
+Assumption A of docs/theory.md §3 is ‖A‖ ≤ ρ < 1 for A = ∂ₓF near the solution. It decides whether
 the unrolled derivative converges (Gilbert 1992), how fast (ρ per step), how far x_K can be from
 x̄ (‖x_K − x̄‖ ≤ r/(1 − ρ)), and how well conditioned the implicit system (I − A) v = b is.
 """
@@ -57,6 +57,9 @@ def operator_norm(
 ) -> float:
     """‖∂ₓF(x, θ)‖₂, by Golub–Kahan–Lanczos on A (power iteration on AᵀA, Krylov-accelerated).
 
+    Reference: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a matrix", SIAM
+    J. Numer. Anal. 1965.
+
     Arguments:
         F, x, theta: the map and the point.
         krylov_dim: most Krylov steps m (it stops earlier once the estimate has settled to
@@ -75,7 +78,17 @@ def operator_norm(
 def spectral_radius(
     F: Callable, x, theta, *, krylov_dim: int = DEFAULT_KRYLOV_DIM, seed: int = 0
 ) -> float:
-    """max |λ(∂ₓF(x, θ))| by Arnoldi (exact when krylov_dim ≥ dim(x), else a Ritz estimate)."""
+    """max |λ(∂ₓF(x, θ))| by Arnoldi (exact when krylov_dim ≥ dim(x), else a Ritz estimate).
+
+    Arguments:
+        F: the map ``F(x, theta) -> x``.
+        x, theta: the point and the parameters.
+        krylov_dim: most Arnoldi steps (default 200).
+        seed: seed of the random start vector.
+
+    Returns:
+        ρ(∂ₓF(x, θ)), a float.
+    """
     krylov_dim = check_int("spectral_radius", "krylov_dim", krylov_dim)
     lin = linearize(F, x, theta)
     return float(np.max(np.abs(arnoldi_ritz_values(lin.A, _start(lin, seed), krylov_dim))))
@@ -90,6 +103,20 @@ def contraction(
     The smallest singular value comes from Golub–Kahan on I − A; with fewer Krylov steps than
     dim(x) it can only overestimate σ_min (Ritz values interlace), so raise ``krylov_dim``
     before trusting a small condition number of a large system.
+
+    Reference: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a matrix", SIAM
+    J. Numer. Anal. 1965; Assumption A of Bolte, Pauwels & Vaiter, "Automatic differentiation of
+    nonsmooth iterative algorithms", NeurIPS 2022.
+
+    Arguments:
+        F: the map ``F(x, theta) -> x``.
+        x, theta: the point (usually the returned ``sol.value``) and the parameters.
+        krylov_dim: most Krylov steps (default 200); exact when ≥ dim(x).
+        seed: seed of the random start vector.
+
+    Returns:
+        A `Contraction`: ``operator_norm``, ``spectral_radius``, ``sigma_min``,
+        ``condition``, ``singular`` and ``null_vector``.
     """
     krylov_dim = check_int("contraction", "krylov_dim", krylov_dim)
     return contraction_of(linearize(F, x, theta), krylov_dim, seed)

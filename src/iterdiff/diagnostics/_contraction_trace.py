@@ -3,7 +3,7 @@
 One power step on AᵀA per iteration (one JVP and one VJP of F), with the vector carried over
 from the previous iterate: near convergence A changes little, so the estimate settles on
 ‖∂ₓF‖ at the solution; each value is a lower bound of ‖∂ₓF(x_k)‖. The maximum over the run
-is the numerical check of Assumption A along the trajectory (THEORY.md §3).
+is the numerical check of Assumption A along the trajectory (docs/theory.md §3).
 """
 
 import jax

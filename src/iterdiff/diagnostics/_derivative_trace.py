@@ -2,7 +2,7 @@
 
 Inside the forward solve (``fixed_point(..., observe={"trace": DerivativeTrace()})``) it carries
 the forward-mode tangent of the plain Picard recursion, ẋ_{k+1} = ∂ₓF(x_k) ẋ_k + ∂_θF(x_k) θ̇
-(THEORY.md §1), one JVP of F per step, and records per step ‖ẋ_k − ẋ_{k−1}‖, ‖ẋ_k‖, the
+(docs/theory.md §1), one JVP of F per step, and records per step ‖ẋ_k − ẋ_{k−1}‖, ‖ẋ_k‖, the
 residual ‖F(x_k) − x_k‖ (Euclidean norms) and, given a reference, ‖ẋ_k − reference‖.
 
 From the records it fits the derivative's linear rate (ρ for a smooth contraction, and an

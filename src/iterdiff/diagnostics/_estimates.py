@@ -1,4 +1,4 @@
-"""Error estimates of each mode's derivative, from the bounds of THEORY.md §1.
+"""Error estimates of each mode's derivative, from the bounds of docs/theory.md §1.
 
 All errors are for one tangent direction θ̇: the error of ẋ = (∂x̄/∂θ) θ̇ in the Euclidean norm
 over all leaves of x, modulo the null vector of I − ∂ₓF when there is one (the Sinkhorn gauge,
@@ -11,7 +11,7 @@ point x_K, r = F(x_K) − x_K, σ = σ_min(I − A), ẋ^ID = (I − A)⁻¹ B �
   relative tolerance of the mode's linear solver.
 * Truncated(k), OneStep (k = 1): J_k − J^ID = −Aᵏ J^ID at the same point, so the error is
   ‖Aᵏ ẋ^ID‖ plus the implicit estimate (k JVPs). For gradient descent this is the
-  (ηH − I)J of THEORY.md §1; for Newton, A(x̄) = 0 and it vanishes.
+  (ηH − I)J of docs/theory.md §1; for Newton, A(x̄) = 0 and it vanishes.
 * Unrolled: with a `DerivativeTrace` in ``sol.stats`` (Picard solver), the geometric tail
   ‖ẋ_{K+1} − ẋ_K‖/(1 − q) with q the fitted derivative rate (or ‖A‖ if no fit); without one,
   the a-priori ρᴷ‖ẋ^ID‖ + (K + 1)/ρ · (implicit estimate): the −AᴷJ of the start ẋ_0 = 0
@@ -104,6 +104,9 @@ def error_estimates(
 ) -> ErrorEstimates:
     """Estimate how far each mode's derivative at ``sol`` is from ∂x̄/∂θ, along θ̇.
 
+    Reference: the bounds of Bolte, Pauwels & Vaiter, "One-step differentiation of iterative
+    algorithms", NeurIPS 2023.
+
     Arguments:
         sol: a `Solution` of ``fixed_point(F, x0, theta, ...)`` (not batched).
         F, theta: the map and parameters that produced it.
@@ -159,7 +162,16 @@ def error_estimates(
 
 def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
     """The estimated error of the derivative of ``sol`` in its own mode (see `error_estimates`,
-    whose keyword arguments this takes)."""
+    whose keyword arguments this takes).
+
+    Arguments:
+        sol: a `Solution` of `fixed_point` (its ``mode`` decides which estimate).
+        F: the map that produced it.
+        theta: the parameters it was solved at.
+
+    Returns:
+        the estimate (absolute, Euclidean, for one tangent direction), a float.
+    """
     return error_estimates(sol, F, theta, **kwargs).mode
 
 

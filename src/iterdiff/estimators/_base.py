@@ -31,6 +31,8 @@ class HyperparameterTuner(BaseEstimator):
 
     Options shared by every tuner (scikit-learn convention: stored as given, checked in `fit`):
 
+    Reference: Pedregosa, "Hyperparameter optimization with approximate gradient", ICML 2016.
+
     Arguments:
         cv: validation scheme: an int K ≥ 2 (K-fold, the mean validation loss over folds), a
             float in (0, 1) (one shuffled validation split of that fraction), a scikit-learn

@@ -98,8 +98,8 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
             the best of ``n_init`` values log-spaced in [1e-4, 1e4] (LogisticRegressionCV's
             default grid).
         per_feature: one C per feature instead of one in all.
-        cv, mode, optimizer, learning_rate, max_iter, n_init, tol, patience, inner_tol,
-        max_inner_steps, fit_intercept, progress, random_state: see `HyperparameterTuner`
+        cv, mode, optimizer, learning_rate, max_iter, n_init, tol, patience, inner_tol, \
+            max_inner_steps, fit_intercept, progress, random_state: see `HyperparameterTuner`
             (``cv`` as an int is stratified K-fold; ``mode`` defaults to `iterdiff.OneStep()`,
             exact for Newton's method).
 

@@ -3,7 +3,7 @@
 An experiment is a module of `iterdiff.experiments` with three names:
 
 * ``TITLE``: one line, e.g. "Derivatives of forward–backward converge at the iterates' rate".
-* ``SOURCE``: where the claim comes from, e.g. "seed 001 (slides 10–14); THEORY.md §2". Name the
+* ``SOURCE``: where the claim comes from, e.g. "seed 001 (slides 10–14); docs/theory.md §2". Name the
   seed file and the slide or paper section; never a path outside the repository.
 * ``run(size="demo", seed=0) -> Result``: ``size`` is ``"tiny"`` (tests: a few seconds),
   ``"demo"`` (the ``iterdiff demo`` default: the whole demo must finish in about two minutes on
@@ -40,6 +40,10 @@ class Claim:
     passed: bool
     note: str = ""
 
+    def __post_init__(self):
+        # comparisons of NumPy/JAX scalars give numpy.bool_; the report wants a plain bool
+        object.__setattr__(self, "passed", bool(self.passed))
+
 
 @dataclasses.dataclass
 class Result:
@@ -53,6 +57,8 @@ class Result:
         data: the raw numbers behind the claims and the figure (arrays, floats), for tests.
         notes: paragraphs the report shows under the figure (setup, sizes, honest caveats).
         seconds: wall time of ``run`` (filled in by the runner).
+        error: empty when the experiment ran; otherwise what went wrong (the runner fills it
+            with the exception and a traceback summary when importing or running failed).
     """
 
     name: str
@@ -63,10 +69,16 @@ class Result:
     data: dict = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     seconds: float = float("nan")
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when the experiment could not be imported or raised."""
+        return bool(self.error)
 
     @property
     def passed(self) -> bool:
-        return all(claim.passed for claim in self.claims)
+        return not self.error and all(claim.passed for claim in self.claims)
 
 
 def check_size(size: str) -> str:

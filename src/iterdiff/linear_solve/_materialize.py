@@ -10,6 +10,10 @@ def materialize(matvec, b):
     """The dense n×n matrix of v ↦ matvec(v) on pytrees shaped like b, in the widest dtype of b,
     acting on `_tree.ravel` vectors (n matvecs).
 
+    Arguments:
+        matvec: a linear map on pytrees shaped like b.
+        b: a pytree of arrays (its structure, shapes and dtypes define the space).
+
     Returns:
         (matrix, vector of b, unravel): unravel maps a vector back to a pytree like b, each
         leaf in its own dtype.

@@ -14,6 +14,9 @@ class Neumann(AbstractLinearSolver):
     rate ρ(A), so it needs ~log(tol)/log(ρ) matvecs (as many as the forward solve). One matvec
     per step, and its residual is exact.
 
+    Reference: Christianson, "Reverse accumulation and attractive fixed points", Optim. Methods
+    Softw. 1994.
+
     Arguments:
         tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
         max_steps: the most matvecs.

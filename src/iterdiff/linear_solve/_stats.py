@@ -65,7 +65,14 @@ class LinearSolveStats(NamedTuple):
 
 
 def default_tol(dtype) -> float:
-    """1e-10 in float64, 1e-5 in float32 (the default relative residual)."""
+    """1e-10 in float64, 1e-5 in float32 (the default relative residual).
+
+    Arguments:
+        dtype: a float32 or float64 dtype (half precision raises).
+
+    Returns:
+        the default tolerance, a float.
+    """
     return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-5
 
 

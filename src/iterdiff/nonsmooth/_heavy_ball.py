@@ -26,13 +26,32 @@ def piecewise_quadratic_grad(x, at_kink=0.5):
     """∇f for f(x) = x²/2 (x ≥ 0), x²/8 (x < 0): max(x, x/4), f''(0) selected in [1/4, 1].
 
     ``at_kink`` = w gives f''(0) = w·1 + (1 − w)·1/4 (w = 1: M1, w = 0: M2 in heavy ball).
+
+    Arguments:
+        x: an array.
+        at_kink: w ∈ [0, 1] selecting f''(0) (default 1/2).
+
+    Returns:
+        ∇f(x) = max(x, x/4), elementwise.
     """
     return _kinks.maximum(x, x / 4, at_kink=at_kink)
 
 
 def heavy_ball_map(grad: Callable, alpha: float, beta: float) -> Callable:
     """F(z, θ) for heavy ball on the state z = (x_k, x_{k−1}) stacked on the first axis:
-    (x − α ∇f(x, θ) + β (x − x_prev), x). ``grad(x, theta)`` is ∇f."""
+    (x − α ∇f(x, θ) + β (x − x_prev), x). ``grad(x, theta)`` is ∇f.
+
+    Reference: the counterexample of Bolte, Pauwels & Vaiter, "Automatic differentiation of
+    nonsmooth iterative algorithms", NeurIPS 2022.
+
+    Arguments:
+        grad: ``grad(x, theta)``, the gradient ∇f.
+        alpha: the step α > 0.
+        beta: the momentum β ∈ [0, 1).
+
+    Returns:
+        the map ``F(z, theta)`` on the stacked state z = (x_k, x_{k−1}).
+    """
 
     def F(z, theta):
         x, x_prev = z[0], z[1]
@@ -42,7 +61,15 @@ def heavy_ball_map(grad: Callable, alpha: float, beta: float) -> Callable:
 
 
 def gradient_descent_map(grad: Callable, alpha: float) -> Callable:
-    """F(x, θ) = x − α ∇f(x, θ)."""
+    """F(x, θ) = x − α ∇f(x, θ).
+
+    Arguments:
+        grad: ``grad(x, theta)``, the gradient ∇f.
+        alpha: the step α > 0.
+
+    Returns:
+        the map ``F(x, theta)``, for the comparison with `heavy_ball_map`.
+    """
 
     def F(x, theta):
         return x - alpha * grad(x, theta)
@@ -51,7 +78,13 @@ def gradient_descent_map(grad: Callable, alpha: float) -> Callable:
 
 
 class JSRLowerBound(NamedTuple):
-    """ρ̂(𝒜) ≥ value = ρ(P)^{1/len(word)} for P = matrices[word[0]] @ … @ matrices[word[-1]]."""
+    """ρ̂(𝒜) ≥ value = ρ(P)^{1/len(word)} for P = matrices[word[0]] @ … @ matrices[word[-1]].
+
+    Attributes:
+        value: the lower bound ρ(P)^{1/len(word)} on the joint spectral radius.
+        word: the indices of the factors of the best product P found.
+        spectral_radius: ρ(P).
+    """
 
     value: float
     word: tuple[int, ...]
@@ -66,6 +99,14 @@ def joint_spectral_radius_lower_bound(
     Exhaustive over the Σ_ℓ N^ℓ words (ValueError past ``max_products``), exact up to the
     eigenvalue computation. A lower bound on the joint spectral radius; if it exceeds 1, some
     sequences of choices make the products (and AD derivatives) blow up.
+
+    Arguments:
+        matrices: N square matrices, shape (N, n, n) or a list.
+        max_length: the longest product tried (≥ 1).
+        max_products: the most products evaluated before a ValueError (default 200000).
+
+    Returns:
+        a `JSRLowerBound` (Jungers, *The joint spectral radius*, Springer 2009).
     """
     M = np.asarray(matrices, dtype=np.float64)
     if M.ndim != 3 or M.shape[1] != M.shape[2] or M.shape[0] == 0:

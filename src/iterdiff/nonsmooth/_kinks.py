@@ -50,7 +50,18 @@ def _relu_jvp(primals, tangents):
 
 
 def relu(x, at_kink=0.0) -> Array:
-    """relu(x) = max(x, 0), with relu'(0) = ``at_kink`` ∈ [0, 1] (default 0, as jax.nn.relu)."""
+    """relu(x) = max(x, 0), with relu'(0) = ``at_kink`` ∈ [0, 1] (default 0, as jax.nn.relu).
+
+    Reference: Bolte & Pauwels, "Conservative set valued fields, automatic differentiation,
+    stochastic gradient methods and deep learning", Math. Program. 2021.
+
+    Arguments:
+        x: an array.
+        at_kink: relu'(0), in [0, 1] (default 0).
+
+    Returns:
+        max(x, 0), elementwise.
+    """
     _sites.check_selection("relu", at_kink, 0.0, 1.0, "the Clarke subdifferential of relu at 0")
     x = _float(x)
     s = _select("relu", at_kink, x.shape, lambda v: v == 0, (x,), 0.0, 1.0, x.dtype)
@@ -58,7 +69,15 @@ def relu(x, at_kink=0.0) -> Array:
 
 
 def negative_part(x, at_kink=0.0) -> Array:
-    """max(−x, 0), with derivative ``at_kink`` ∈ [−1, 0] at 0 (default 0, as relu(−x))."""
+    """max(−x, 0), with derivative ``at_kink`` ∈ [−1, 0] at 0 (default 0, as relu(−x)).
+
+    Arguments:
+        x: an array.
+        at_kink: the derivative at 0, in [−1, 0] (default 0).
+
+    Returns:
+        max(−x, 0), elementwise.
+    """
     _sites.check_selection(
         "negative_part", at_kink, -1.0, 0.0, "the Clarke subdifferential of max(−x, 0) at 0"
     )
@@ -86,7 +105,15 @@ def _abs_jvp(primals, tangents):
 
 
 def abs(x, at_kink=1.0) -> Array:  # noqa: A001 (mirrors jnp.abs)
-    """|x|, with |·|'(0) = ``at_kink`` ∈ [−1, 1] (default 1: what jax.grad(jnp.abs)(0.) returns)."""
+    """|x|, with |·|'(0) = ``at_kink`` ∈ [−1, 1] (default 1: what jax.grad(jnp.abs)(0.) returns).
+
+    Arguments:
+        x: an array.
+        at_kink: the derivative at 0, in [−1, 1] (default 1).
+
+    Returns:
+        |x|, elementwise.
+    """
     _sites.check_selection("abs", at_kink, -1.0, 1.0, "the Clarke subdifferential of |x| at 0")
     x = _float(x)
     s = _select("abs", at_kink, x.shape, lambda v: v == 0, (x,), -1.0, 1.0, x.dtype)
@@ -98,6 +125,12 @@ def sign(x) -> Array:
 
     sign is discontinuous at 0, so it has no conservative Jacobian there; it is safe inside a
     formula only where it multiplies something that vanishes at 0 (e.g. sign(x)·relu(|x| − λ)).
+
+    Arguments:
+        x: an array.
+
+    Returns:
+        sign(x), elementwise, with a zero derivative.
     """
     return jax.lax.stop_gradient(jnp.sign(_float(x)))
 
@@ -129,6 +162,13 @@ def maximum(a, b, at_kink=0.5) -> Array:
 
     w ∈ [0, 1]; the default 1/2 is what jnp.maximum returns. Extreme choices: w = 1 follows a,
     w = 0 follows b.
+
+    Arguments:
+        a, b: arrays (broadcasting).
+        at_kink: w ∈ [0, 1] at a tie (default 1/2).
+
+    Returns:
+        max(a, b), elementwise.
     """
     _sites.check_selection(
         "maximum", at_kink, 0.0, 1.0, "the weight on a at a tie; the Clarke set is conv{ȧ, ḃ}"
@@ -142,6 +182,13 @@ def minimum(a, b, at_kink=0.5) -> Array:
     """min(a, b) elementwise; at a tie the derivative is w·ȧ + (1 − w)·ḃ with w = ``at_kink``.
 
     w ∈ [0, 1]; the default 1/2 is what jnp.minimum returns.
+
+    Arguments:
+        a, b: arrays (broadcasting).
+        at_kink: w ∈ [0, 1] at a tie (default 1/2).
+
+    Returns:
+        min(a, b), elementwise.
     """
     _sites.check_selection(
         "minimum", at_kink, 0.0, 1.0, "the weight on a at a tie; the Clarke set is conv{ȧ, ḃ}"
@@ -179,6 +226,14 @@ def clip(x, lower, upper, at_kink=0.5) -> Array:
     The default 1/2 is what jnp.clip returns. w = 1 treats a point on the bound as inside
     (derivative 1 in x), w = 0 as clipped (derivative 0 in x, 1 in the bound). When
     lower = upper = x the lower bound is the one "touched".
+
+    Arguments:
+        x: an array.
+        lower, upper: the bounds (broadcasting against x).
+        at_kink: w ∈ [0, 1] (default 1/2).
+
+    Returns:
+        x clipped to [lower, upper].
     """
     _sites.check_selection(
         "clip", at_kink, 0.0, 1.0, "the weight on x at a bound; the Clarke set is conv{ẋ, bound}"

@@ -20,7 +20,7 @@ from jax import Array
 
 
 class GradientSelection(eqx.Module):
-    """F(x) = pieces[selector(x)](x), with J_F(x) = conv{∂F_i(x) : F_i(x) = F(x)}.
+    """F(x) = F_s(x), s = selector(x); J_F(x) = conv{∂F_i(x) : F_i(x) = F(x)}.
 
     Arguments:
         pieces: smooth functions of one array x, all with the same output shape.

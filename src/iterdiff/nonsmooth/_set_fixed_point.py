@@ -50,7 +50,14 @@ def _pairwise(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 
 def gap(X, Y) -> float:
-    """gap(𝒳, 𝒴) = max_{X∈𝒳} min_{Y∈𝒴} ‖X − Y‖_F (not symmetric: 0 iff 𝒳 ⊆ 𝒴)."""
+    """gap(𝒳, 𝒴) = max_{X∈𝒳} min_{Y∈𝒴} ‖X − Y‖_F (not symmetric: 0 iff 𝒳 ⊆ 𝒴).
+
+    Arguments:
+        X, Y: finite sets of matrices, stacked along axis 0.
+
+    Returns:
+        the gap, a float.
+    """
     X, Y = _as_points(X, "gap"), _as_points(Y, "gap")
     if X.shape[1:] != Y.shape[1:]:
         raise ValueError(f"gap: the sets hold matrices of shapes {X.shape[1:]} and {Y.shape[1:]}.")
@@ -58,12 +65,28 @@ def gap(X, Y) -> float:
 
 
 def hausdorff(X, Y) -> float:
-    """Hausdorff distance d_H(𝒳, 𝒴) = max(gap(𝒳, 𝒴), gap(𝒴, 𝒳))."""
+    """Hausdorff distance d_H(𝒳, 𝒴) = max(gap(𝒳, 𝒴), gap(𝒴, 𝒳)).
+
+    Arguments:
+        X, Y: finite sets of matrices, stacked along axis 0.
+
+    Returns:
+        d_H(𝒳, 𝒴), a float.
+    """
     return max(gap(X, Y), gap(Y, X))
 
 
 def a_priori_bound(rho: float, steps: int, initial_distance: float) -> float:
-    """ρ^t · d_H(𝒳_0, 𝒥(𝒳_0)) / (1 − ρ): the set-valued Banach–Picard bound on d_H(𝒳_t, fix 𝒥)."""
+    """ρ^t · d_H(𝒳_0, 𝒥(𝒳_0)) / (1 − ρ): the set-valued Banach–Picard bound on d_H(𝒳_t, fix 𝒥).
+
+    Arguments:
+        rho: ρ < 1, the largest ‖A‖ over the set.
+        steps: t, the iterations of the set recursion.
+        initial_distance: d_H(𝒳_0, 𝒥(𝒳_0)).
+
+    Returns:
+        the bound, a float (Bolte, Pauwels & Vaiter, NeurIPS 2022).
+    """
     if not 0 <= rho < 1:
         raise ValueError(f"a_priori_bound: needs 0 ≤ rho < 1, got {rho!r}.")
     return rho**steps * initial_distance / (1 - rho)
@@ -76,6 +99,14 @@ def prune(X, max_points: int, merge_tol: float = 0.0) -> tuple[np.ndarray, float
     is within ``merge_tol`` of a kept one or ``max_points`` are kept. ε is computed exactly
     (max distance from a point of 𝒳 to the subset); the subset is within 2× of the best
     possible covering radius with that many points (Gonzalez 1985).
+
+    Arguments:
+        X: a finite set of matrices, stacked along axis 0.
+        max_points: the most points kept (≥ 1).
+        merge_tol: points within this distance of a kept one are dropped (default 0).
+
+    Returns:
+        (the kept points, stacked; ε, their Hausdorff distance to 𝒳).
     """
     X = _as_points(X, "prune")
     if not (isinstance(max_points, int) and max_points >= 1):
@@ -118,6 +149,16 @@ def implicit_set(J: JacobianSet) -> np.ndarray:
     """{(I − A)⁻¹ B : [A, B] ∈ 𝒥}, distinct, shape (M, n, m): the implicit-differentiation set.
 
     Each (I − A_i)⁻¹ B_i is the fixed point of X ↦ A_i X + B_i, so it lies in fix(𝒥).
+
+    Reference: Bolte, Le, Pauwels & Silveti-Falls, "Nonsmooth implicit differentiation for machine
+    learning and optimization", NeurIPS 2021; J^imp ⊆ J^pb: Bolte, Pauwels & Vaiter, "Automatic
+    differentiation of nonsmooth iterative algorithms", NeurIPS 2022.
+
+    Arguments:
+        J: a `JacobianSet` whose A_i have 1 outside their spectrum.
+
+    Returns:
+        the distinct (I − A_i)⁻¹B_i, shape (M, n, m).
     """
     if not isinstance(J, JacobianSet):
         raise TypeError("implicit_set: expects a JacobianSet (see nonsmooth.jacobian_set).")
@@ -146,6 +187,9 @@ def set_fixed_point(
     merge_tol: float = 1e-12,
 ) -> SetFixedPoint:
     """Approximate fix(𝒥) by the pruned set recursion 𝒴_{t+1} = prune(𝒥(𝒴_t)).
+
+    Reference: the set-valued Banach–Picard theorem of Bolte, Pauwels & Vaiter, "Automatic
+    differentiation of nonsmooth iterative algorithms", NeurIPS 2022.
 
     Arguments:
         J: a `JacobianSet` with ρ = max ‖A‖₂ < 1 (Assumption A), e.g. from `jacobian_set` at the
@@ -203,6 +247,14 @@ def piggyback(J: JacobianSet, selections, X0) -> np.ndarray:
 
     This is what AD computes when step k picks the element ``selections[k]`` of 𝒥 (one
     selection per step); returns all iterates, shape (len(selections) + 1, n, m).
+
+    Arguments:
+        J: a `JacobianSet`.
+        selections: the index i_k of the pair used at each step.
+        X0: the starting derivative X_0, shape (n, m).
+
+    Returns:
+        the iterates X_0, …, X_K, shape (len(selections) + 1, n, m).
     """
     if not isinstance(J, JacobianSet):
         raise TypeError("piggyback: J must be a JacobianSet.")

@@ -41,7 +41,16 @@ def _check_normal(name, a):
 
 def project_hyperplane(x, a, b):
     """Projection onto {y : aᵀy = b} (a ≠ 0): x − (aᵀx − b)/‖a‖²·a. Affine in x, smooth in
-    (x, a, b): plain AD."""
+    (x, a, b): plain AD.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        a: the normal, with x's structure (or one array of n entries), a ≠ 0.
+        b: the offset, a scalar.
+
+    Returns:
+        y, the projection, with x's structure.
+    """
     name = "project_hyperplane"
     v, av, b, unflatten = _normal(name, a, x, b)
     _check_normal(name, av)
@@ -79,6 +88,15 @@ def project_halfspace(x, a, b, *, at_kink=0.0):
     ``at_kink``·I + (1 − ``at_kink``)·(hyperplane derivative), default 0 (jaxopt, through
     relu'(0) = 0, returns I). "On the hyperplane" means |aᵀx − b| ≤ 4√n·ε·(|a|ᵀ|x| + |b|), the
     rounding band of the ℓ1/ℓ2 spheres.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        a: the normal, with x's structure (or one array of n entries), a ≠ 0.
+        b: the offset, a scalar.
+        at_kink: s ∈ [0, 1] on the hyperplane: s·I + (1 − s)·(hyperplane derivative) (default 0).
+
+    Returns:
+        y, the projection, with x's structure.
     """
     name = "project_halfspace"
     v, av, b, unflatten = _normal(name, a, x, b)
@@ -98,6 +116,14 @@ def project_affine_set(x, A, b):
 
     An empty set (b not in the range of A) gives NaN (the least-squares point would be a
     silent wrong answer): the residual ‖Ay − b‖ must be ≤ √ε·(‖A‖_F‖y‖ + ‖b‖).
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        A: the (m, n) matrix.
+        b: the (m,) right-hand side.
+
+    Returns:
+        y, the projection, with x's structure (NaN if the set is empty).
     """
     name = "project_affine_set"
     v, unflatten = as_vector(name, x)

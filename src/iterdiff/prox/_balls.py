@@ -48,6 +48,14 @@ def project_l2_ball(x, radius=1.0, *, at_kink=0.0):
     ``at_kink``·I + (1 − ``at_kink``)·(outside formula) (default 0; jaxopt returns I there).
     "On the sphere" means |‖x‖ − r| ≤ 4√n·ε·r (n entries, ε the dtype's epsilon): the norm
     equals r up to the rounding of computing it, so every way of computing ‖x‖ agrees.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        radius: r > 0 (default 1).
+        at_kink: s ∈ [0, 1] on the sphere: s·I + (1 − s)·(outside formula) (default 0).
+
+    Returns:
+        y, the projection, with x's structure.
     """
     name = "project_l2_ball"
     v, unflatten = as_vector(name, x)
@@ -87,6 +95,13 @@ def project_l2_sphere(x, radius=1.0):
     Derivative: (r/‖x‖)(I − uuᵀ) in x, u in r (u = x/‖x‖); smooth for x ≠ 0. At x = 0 every
     point of the sphere is a projection: the value is r·(1, …, 1)/√n and the derivative is NaN
     (the map jumps there, so no derivative or selection exists).
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        radius: r > 0 (default 1).
+
+    Returns:
+        y = r·x/‖x‖, with x's structure.
     """
     name = "project_l2_sphere"
     v, unflatten = as_vector(name, x)

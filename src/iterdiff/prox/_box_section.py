@@ -121,6 +121,16 @@ def project_box_section(x, lower, upper, w, c, *, at_kink=0.0):
     with NaN rather than returned infeasible.
     An empty set (c outside [Σ min(w l, w u), Σ max(w l, w u)]) raises a ValueError for
     concrete inputs and gives NaN under tracing.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        lower, upper: finite bounds, scalars or pytrees with x's structure.
+        w: the weights (nonzero entries), a scalar or a pytree with x's structure.
+        c: the level of wᵀy, a scalar.
+        at_kink: the derivative's selection s ∈ [0, 1] at a kink (default 0: clipped).
+
+    Returns:
+        y, the projection, with x's structure (NaN where flagged, see above).
     """
     name = "project_box_section"
     v, unflatten = as_vector(name, x)

@@ -41,6 +41,16 @@ def soft_threshold(x, lam, *, at_kink=0.0):
 
     Derivative: ẏ = d·(ẋ − sign(x) λ̇) with d = 1 where |x| > λ, 0 where |x| < λ and
     d = ``at_kink`` where |x| = λ (default 0, as sign(x)·relu(|x| − λ) under AD).
+
+    Reference: Parikh & Boyd, "Proximal algorithms", Found. Trends Optim. 2014.
+
+    Arguments:
+        x: a pytree of arrays (each leaf thresholded on its own).
+        lam: λ ≥ 0 (scalar, array or one per leaf).
+        at_kink: the derivative's selection s ∈ [0, 1] at a kink (default 0: clamped).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
     """
     check_selection("soft_threshold", at_kink)
     return leafwise(lambda v, t: _soft_threshold_leaf(v, t, at_kink), x, lam)
@@ -51,6 +61,15 @@ def prox_elastic_net(x, lam, mu, *, at_kink=0.0):
 
     Derivative: d·(ẋ − sign(x)λ̇)/(1 + μ) − y·μ̇/(1 + μ), d as in `soft_threshold` (the same
     kinks |x| = λ and the same ``at_kink`` rule, default 0).
+
+    Arguments:
+        x: a pytree of arrays (each leaf thresholded on its own).
+        lam: λ ≥ 0 (scalar, array or one per leaf).
+        mu: μ ≥ 0 (scalar, array or one per leaf).
+        at_kink: the derivative's selection s ∈ [0, 1] at a kink (default 0: clamped).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
     """
     check_selection("prox_elastic_net", at_kink)
 
@@ -67,6 +86,14 @@ def prox_nonnegative_lasso(x, lam, *, at_kink=0.0):
 
     Derivative: d·(ẋ − λ̇), d = 1 where x > λ, 0 where x < λ, ``at_kink`` where x = λ
     (default 0).
+
+    Arguments:
+        x: a pytree of arrays (each leaf thresholded on its own).
+        lam: λ (scalar, array or one per leaf).
+        at_kink: the derivative's selection s ∈ [0, 1] at a kink (default 0: clamped).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
     """
     check_selection("prox_nonnegative_lasso", at_kink)
 
@@ -79,7 +106,15 @@ def prox_nonnegative_lasso(x, lam, *, at_kink=0.0):
 
 
 def prox_ridge(x, lam):
-    """prox of (λ/2)‖·‖₂²: x/(1 + λ), leafwise (λ ≥ 0). Smooth: no kinks."""
+    """prox of (λ/2)‖·‖₂²: x/(1 + λ), leafwise (λ ≥ 0). Smooth: no kinks.
+
+    Arguments:
+        x: a pytree of arrays (each leaf shrunk on its own).
+        lam: λ ≥ 0 (scalar, array or one per leaf).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
+    """
 
     def leaf(v, lam):
         v, lam = floats(v, lam)
@@ -94,6 +129,14 @@ def prox_nonnegative_ridge(x, lam, *, at_kink=0.0):
 
     Derivative: d·ẋ/(1 + λ) − y·λ̇/(1 + λ), d = 1 where x > 0, 0 where x < 0, ``at_kink`` at
     x = 0 (default 0).
+
+    Arguments:
+        x: a pytree of arrays (each leaf shrunk on its own).
+        lam: λ ≥ 0 (scalar, array or one per leaf).
+        at_kink: the derivative at x = 0, in [0, 1] (default 0).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
     """
     check_selection("prox_nonnegative_ridge", at_kink)
 
@@ -159,6 +202,14 @@ def group_soft_threshold(x, lam, *, at_kink=0.0):
     A leaf has shape (..., group size); λ ≥ 0 broadcasts over the groups (shape (...) or
     scalar). Derivative on a group with ‖x‖ > λ: (1 − λ/‖x‖)(I − uuᵀ) + uuᵀ in x (u = x/‖x‖)
     and −u in λ; 0 where ‖x‖ < λ; ``at_kink`` times the former where ‖x‖ = λ (default 0).
+
+    Arguments:
+        x: a pytree of arrays; each leaf's last axis holds one group.
+        lam: λ ≥ 0, a scalar or one value per group (shape ``leaf.shape[:-1]``), or a pytree of them.
+        at_kink: the derivative's selection s ∈ [0, 1] at a kink (default 0: clamped).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
     """
     check_selection("group_soft_threshold", at_kink)
     return leafwise(lambda v, t: _group_leaf(v, t, at_kink), x, lam)
@@ -168,7 +219,15 @@ def group_soft_threshold(x, lam, *, at_kink=0.0):
 
 
 def project_nonnegative(x, *, at_kink=0.0):
-    """Projection onto {x ≥ 0}: max(x, 0), leafwise; derivative ``at_kink`` at x = 0 (default 0)."""
+    """Projection onto {x ≥ 0}: max(x, 0), leafwise; derivative ``at_kink`` at x = 0 (default 0).
+
+    Arguments:
+        x: a pytree of arrays (each leaf projected on its own).
+        at_kink: the derivative at x = 0, in [0, 1] (default 0).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
+    """
     check_selection("project_nonnegative", at_kink)
     return jax.tree_util.tree_map(lambda v: _kinks.relu(v, at_kink=at_kink), x)
 
@@ -179,6 +238,14 @@ def project_box(x, lower, upper, *, at_kink=0.0):
     Derivative: 1 in x strictly inside, 1 in the bound strictly outside; on a bound,
     ``at_kink``·ẋ + (1 − ``at_kink``)·(bound)˙ (default 0: a point on the bound counts as
     clipped; note jnp.clip and `nonsmooth.clip` use 1/2).
+
+    Arguments:
+        x: a pytree of arrays (each leaf clipped on its own).
+        lower, upper: the bounds (scalars, arrays broadcasting against the leaves, or pytrees of them).
+        at_kink: s ∈ [0, 1] on a bound: s·ẋ + (1 − s)·(bound)˙ (default 0).
+
+    Returns:
+        y, a pytree with x's structure, shapes and dtypes.
     """
     check_selection("project_box", at_kink)
     return leafwise(lambda v, lo, hi: _kinks.clip(v, lo, hi, at_kink=at_kink), x, lower, upper)

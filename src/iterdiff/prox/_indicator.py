@@ -12,10 +12,10 @@ def prox_from_projection(projection: Callable) -> Callable:
         projection: ``projection(x, *args, **kwargs) -> y``, e.g. `project_l1_ball`.
 
     Returns:
-        ``prox(x, step=1.0, *args, **kwargs)``: the projection (``step`` is checked to be ≥ 0
-        and otherwise ignored, so that the prox has the signature of the other prox operators,
-        e.g. in ``F(x, θ) = prox(x − γ∇f(x), γ)``). Kink selections are the projection's
-        (pass ``at_kink`` through ``kwargs``).
+        The function ``prox(x, step=1.0, *args, **kwargs)`` that returns the projection
+        (``step`` must be ≥ 0 and is otherwise ignored, so that the prox has the signature of
+        the other prox operators, e.g. in ``F(x, θ) = prox(x − γ∇f(x), γ)``). Kink selections
+        are the projection's (pass ``at_kink`` through ``kwargs``).
     """
     if not callable(projection):
         raise TypeError(

@@ -106,6 +106,16 @@ def project_polyhedron(x, A, b, E=None, d=None, *, at_kink=0.0, max_steps: int =
     1 treats it as inactive (pass-through), 0 as active (default, as `project_halfspace`).
     An empty polyhedron, or an active set the polish cannot confirm (degenerate problems),
     gives NaN; a solver that does not converge raises as `fixed_point` does.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        A, b: the inequalities Ay ≤ b, A (p, n), b (p,).
+        E, d: the equalities Ey = d, E (m, n), d (m,); optional.
+        at_kink: s ∈ [0, 1] for a weakly active inequality: 1 inactive, 0 active (default).
+        max_steps: the interior-point iterations (default 100).
+
+    Returns:
+        y, the projection, with x's structure (NaN for an empty or degenerate polyhedron).
     """
     name = "project_polyhedron"
     v, unflatten = as_vector(name, x)

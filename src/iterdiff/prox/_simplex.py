@@ -80,6 +80,17 @@ def project_simplex(x, radius=1.0, *, at_kink=0.0):
     coordinates with x_i = τ, ``at_kink`` = s ∈ {0, 1} puts them on (1) or off (0) the support
     (per coordinate; default 0, as jaxopt); a fractional s gives s·J(on) + (1 − s)·J(off).
     Accurate for any magnitude of x (τ is computed relative to max(x)).
+
+    Reference: Duchi, Shalev-Shwartz, Singer & Chandra, "Efficient projections onto the ℓ1-ball for
+    learning in high dimensions", ICML 2008.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        radius: r > 0 (default 1).
+        at_kink: s ∈ [0, 1] at a coordinate with x_i = τ: 1 on the support, 0 off it (default).
+
+    Returns:
+        y, the projection, with x's structure.
     """
     name = "project_simplex"
     v, unflatten = as_vector(name, x)
@@ -97,6 +108,15 @@ def project_sparse_simplex(x, k: int, radius=1.0, *, at_kink=0.0):
     the others. When the k-th and (k+1)-th largest entries tie, the projection is not unique
     and jumps: the lower index is kept (as jax.lax.top_k), and the derivative is the one of
     that choice.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        k: the most nonzeros (a Python int, 1 ≤ k ≤ n).
+        radius: r > 0 (default 1).
+        at_kink: s ∈ [0, 1] at a coordinate with x_i = τ: 1 on the support, 0 off it (default).
+
+    Returns:
+        y, the projection, with x's structure.
     """
     name = "project_sparse_simplex"
     k = check_int(name, "k", k)
@@ -177,6 +197,17 @@ def project_l1_ball(x, radius=1.0, *, at_kink=0.0):
     formula), default 0 (jaxopt returns I there). "On the sphere" is the ℓ2 ball's rule:
     |‖x‖₁ − r| ≤ 4√n·ε·r; there τ = 0, so zero coordinates are kinks too, where ``at_kink``
     selects as in `project_simplex`. Accurate for any magnitude of x.
+
+    Reference: Duchi, Shalev-Shwartz, Singer & Chandra, "Efficient projections onto the ℓ1-ball for
+    learning in high dimensions", ICML 2008.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        radius: r > 0 (default 1).
+        at_kink: s ∈ [0, 1] on the sphere (I vs the outside formula) and at |x_i| = τ (on/off the support); default 0.
+
+    Returns:
+        y, the projection, with x's structure.
     """
     name = "project_l1_ball"
     v, unflatten = as_vector(name, x)
@@ -215,6 +246,14 @@ def project_l1_sphere(x, radius=1.0, *, at_kink=0.0):
     projection. Derivative σ ⊙ J_simplex(|x|) ⊙ σ, with the same ``at_kink`` rule at
     |x_i| = τ (default 0) and the same sphere band as `project_l1_ball` (τ = 0 there). A zero
     coordinate inside the ball is a jump (either sign is a projection): +1 is chosen.
+
+    Arguments:
+        x: a pytree of arrays (all leaves form one vector).
+        radius: r > 0 (default 1).
+        at_kink: s ∈ [0, 1] at a coordinate with |x_i| = τ: 1 on the support, 0 off it (default).
+
+    Returns:
+        y, the projection, with x's structure.
     """
     name = "project_l1_sphere"
     v, unflatten = as_vector(name, x)

@@ -127,6 +127,16 @@ def project_transport(S, a, b, *, at_kink=0.0, max_sweeps: int = 10_000):
     support; entries with S_ij + α_i + β_j = 0 (up to the rounding band) are kinks: ``at_kink``
     = 1 keeps them in D, 0 (default) leaves them out, as `project_simplex`. A support the polish
     cannot confirm (``max_sweeps`` too small) gives NaN. Dense: O((nm)²) memory in the polish.
+
+    Arguments:
+        S: the (n, m) matrix.
+        a: the row sums, (n,), ≥ 0.
+        b: the column sums, (m,), ≥ 0, with Σa = Σb.
+        at_kink: s ∈ [0, 1] at an entry with S_ij + α_i + β_j = 0: 1 on the support D, 0 off it (default).
+        max_sweeps: the most sweeps of the dual block coordinate ascent (default 10000).
+
+    Returns:
+        P, the projection, shape (n, m) (NaN if the support cannot be confirmed).
     """
     name = "project_transport"
     max_sweeps = check_int(name, "max_sweeps", max_sweeps)
@@ -154,7 +164,16 @@ def project_transport(S, a, b, *, at_kink=0.0, max_sweeps: int = 10_000):
 
 def project_birkhoff(S, *, at_kink=0.0, max_sweeps: int = 10_000):
     """Projection of a square matrix onto the Birkhoff polytope (doubly stochastic matrices):
-    `project_transport` with a = b = 1."""
+    `project_transport` with a = b = 1.
+
+    Arguments:
+        S: a square (n, n) matrix.
+        at_kink: as in `project_transport` (default 0).
+        max_sweeps: as in `project_transport` (default 10000).
+
+    Returns:
+        P, the doubly stochastic projection of S, shape (n, n).
+    """
     S = jnp.asarray(S)
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"project_birkhoff: S must be a square matrix, got shape {S.shape}.")
