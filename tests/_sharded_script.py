@@ -6,7 +6,7 @@ of JSON: for each case and mode, whether the input was sharded, whether the step
 equal, and the largest differences of the value, a gradient and a jvp from the unsharded run.
 
 Cases:
-* ``batch_jit_named_sharding``: a batch of 8 problems (members needing 7 to 900 steps) placed
+* ``batch_jit_named_sharding``: a batch of 8 problems (members needing 7 to 561 steps) placed
   with ``NamedSharding(mesh, P("batch"))`` and solved by ``jit(vmap(...))``: XLA partitions
   the batched loop (it runs until the slowest member of the whole batch stops; each member
   is frozen at its own stop).
