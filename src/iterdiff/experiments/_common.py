@@ -27,17 +27,6 @@ def figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.3):
     return fig, axes
 
 
-def median_seconds(fn, *args, repeats: int = 5) -> float:
-    """Median wall time of ``fn(*args)`` over ``repeats`` calls, after one warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def exponent_gap(fitted: float, predicted: float) -> float:
     """|log q / log ρ − 1|: the relative difference of two linear rates' exponents.
 
