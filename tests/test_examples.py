@@ -2,27 +2,15 @@
 differences, a short training run) and the optimal-transport fit (value and gradient against
 ott-jax, a short fit)."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import pytest
 
 import iterdiff as itd
+from examples_loader import load_example
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-deq = _load("deq_digits")
-ot_fit = _load("ot_fit")
+deq = load_example("deq_digits")
+ot_fit = load_example("ot_fit")
 
 # optax and ott-jax are written for JAX's standard dtype promotion (int32 step counters meet
 # floats); conftest.py makes it strict, so their calls run under the standard rules here.

@@ -2,31 +2,19 @@
 the closed form on the support) and SciPy's L-BFGS-B logistic regression (derivative wrt the
 sample weights against the dense implicit reference), both through `jax.pure_callback`."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import iterdiff as itd
+from examples_loader import load_example
 
 pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lasso = _load("sklearn_lasso")
-logistic = _load("scipy_logistic")
+lasso = load_example("sklearn_lasso")
+logistic = load_example("scipy_logistic")
 
 
 @pytest.fixture(scope="module")

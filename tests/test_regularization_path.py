@@ -2,18 +2,14 @@
 against the closed form on the support and finite differences; warm starts save steps and do
 not change the path; the vmapped cold-start batch gives the same path."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "regularization_path.py"
-_spec = importlib.util.spec_from_file_location("regularization_path", EXAMPLE)
-rp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rp)
+from examples_loader import load_example
+
+rp = load_example("regularization_path")
 
 
 @pytest.fixture(scope="module")
