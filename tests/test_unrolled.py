@@ -157,7 +157,7 @@ def test_reverse_sweep_recomputes_the_forward_iterates_bit_for_bit():
     program, as under `jax.jit(jax.grad(...))`, against a `Trace` of the forward iterates."""
     from iterdiff._loop import Layout, Problem, Rule
     from iterdiff._tangents import Live
-    from iterdiff._tree import max_norm, stack_zeros
+    from iterdiff._tree import max_norm
     from iterdiff._unrolled import _program_of, _Replay
 
     case = zoo.sinkhorn()
@@ -183,7 +183,7 @@ def test_reverse_sweep_recomputes_the_forward_iterates_bit_for_bit():
             it = jax.tree_util.tree_map(lambda s: s[j], ck.store)
             n = jnp.minimum(ck.interval, steps - j * ck.interval)
             sub = replay.checkpoints(it, n, 2)  # a stretch thinned again into 2 rows
-            return replay.record(stack_zeros(8, it), it, n).x, sub.store.x[:, :], sub.interval
+            return replay.record(it, n, 8).x, sub.store.x[:, :], sub.interval
 
         rows = jnp.arange(layout.slots, dtype=jnp.int32)
         forward = trace.finish(carry.observed["x"])

@@ -192,16 +192,16 @@ class _Replay(NamedTuple):
     def advance(self, it, u):
         return self.program.advance(it, self.sel.merge_params(self.params, u["params"]))
 
-    def record(self, buffer, it, n):
-        """Iterates 0, …, n − 1 of the run from it written into the first n rows of ``buffer``
-        (the buffer is reused from stretch to stretch: no allocation per stretch)."""
+    def record(self, it, n, rows: int):
+        """Iterates 0, …, n − 1 of the run from it (n ≤ rows), stacked in ``rows`` rows."""
 
         def body(i, carry):
             it, buffer = carry
             it = self.advance(it, self.u0)
             return it, tree.stack_set(buffer, i, it)
 
-        return jax.lax.fori_loop(1, n, body, (it, tree.stack_set(buffer, 0, it)))[1]
+        buffer = tree.stack_set(tree.stack_zeros(rows, it), 0, it)
+        return jax.lax.fori_loop(1, n, body, (it, buffer))[1]
 
     def checkpoints(self, it, n, slots: int) -> Checkpoints:
         """Thinned checkpoints of the n steps from it, in ``slots`` rows."""
@@ -244,7 +244,7 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
     def direct(it, n, state, rows):
         """n ≤ rows steps from it: recompute the iterates into a buffer of ``rows`` rows, then
         one VJP each, last first."""
-        buffer = replay.record(tree.stack_zeros(rows, it), it, n)
+        buffer = replay.record(it, n, rows)
         return jax.lax.fori_loop(
             0, n, lambda k, st: step_back(tree.stack_get(buffer, n - 1 - k), st), state
         )
