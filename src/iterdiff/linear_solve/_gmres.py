@@ -24,7 +24,7 @@ class GMRES(AbstractLinearSolver):
 
     tol: float | None = tol_field("GMRES")
     max_steps: int = int_field("GMRES", "max_steps", 1000)
-    restart: int = int_field("GMRES", "restart", 50)
+    restart: int = int_field("GMRES", "restart", 20)
 
     def _solve_unit(self, matvec, b, tol) -> Attempt:
         m = min(self.restart, tree.size(b))
@@ -38,21 +38,28 @@ class GMRES(AbstractLinearSolver):
 def _cycle(matvec, x, r, target, budget, m):
     """One Arnoldi cycle of at most ``budget`` ≤ m steps from x with residual r.
 
+    The Givens rotations are accumulated in an orthogonal (m+1)×(m+1) matrix Q and the inverse
+    of the rotated Hessenberg matrix R is extended column by column
+    (R⁻¹ of [[R, r], [0, d]] is [[R⁻¹, −R⁻¹r/d], [0, 1/d]]), so a step is two small matvecs, and
+    the cycle needs neither an inner loop over the rotations nor a triangular solve: its
+    update is y = R⁻¹ g with g = βQe₁. The restart loop around the cycles recomputes the true
+    residual, which corrects the rounding of the explicit inverse.
+
     Returns (x_new, r (stale: the caller recomputes it), steps, breakdown)."""
     wide = tree.widest_dtype(r)
     v0, beta = tree.normalize(r)
     basis = tree.stack_set(tree.stack_zeros(m + 1, r), 0, v0)
-    rot = jnp.zeros((m + 1, m), wide)  # R of the rotated Hessenberg matrix
-    cs = jnp.zeros(m, wide)
-    sn = jnp.zeros(m, wide)
-    g = jnp.zeros(m + 1, wide).at[0].set(beta)
+    inverse = jnp.zeros((m, m), wide)  # R⁻¹, columns 0..j−1 filled
+    q = jnp.eye(m + 1, dtype=wide)
+    rows = jnp.arange(m + 1, dtype=jnp.int32)
 
     def cond(s):
-        j, _, _, _, _, g, broke = s
-        return (j < budget) & (jnp.abs(g[j]) > target) & jnp.isfinite(g[j]) & ~broke
+        j, _, _, q, broke = s
+        g_j = beta * q[j, 0]
+        return (j < budget) & (jnp.abs(g_j) > target) & jnp.isfinite(g_j) & ~broke
 
     def body(s):
-        j, basis, rot, cs, sn, g, _ = s
+        j, basis, inverse, q, _ = s
         w = matvec(tree.stack_get(basis, j))
         # Rows of basis beyond j are zero, so the projections need no mask.
         h = tree.stack_dot(basis, w)
@@ -60,45 +67,30 @@ def _cycle(matvec, x, r, target, budget, m):
         h2 = tree.stack_dot(basis, w)
         w = tree.sub(w, tree.combine(h2, basis))
         v, h_next = tree.normalize(w)
-        col = (h + h2).at[j + 1].set(h_next)
-        col = _apply_rotations(col, cs, sn, j)
-        a, c = col[j], col[j + 1]
-        d = jnp.hypot(a, c)
+        # Q acts on rows 0..j only; the new rotation mixes rows j and j + 1 (h_next).
+        col = q @ (h + h2)
+        a = col[j]
+        d = jnp.hypot(a, h_next)
         broke = ~(d > 0)
         safe_d = jnp.where(broke, 1, d)
-        cos, sin = jnp.where(broke, 1, a / safe_d), jnp.where(broke, 0, c / safe_d)
-        col = col.at[j].set(d).at[j + 1].set(0)
-        new = (
-            j + 1,
+        cos, sin = a / safe_d, h_next / safe_d
+        pair = jax.lax.dynamic_slice_in_dim(q, j, 2)
+        rotation = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])])
+        rotated = jax.lax.dynamic_update_slice_in_dim(q, rotation @ pair, j, 0)
+        above = jnp.where(rows[:m] < j, col[:m], 0)
+        new_col = (jnp.where(rows[:m] == j, 1, 0) - inverse @ above) / safe_d
+        # A breakdown leaves the cycle as it was (v = 0 is never used: j does not advance).
+        return (
+            jnp.where(broke, j, j + 1),
             tree.stack_set(basis, j + 1, v),
-            rot.at[:, j].set(col),
-            cs.at[j].set(cos),
-            sn.at[j].set(sin),
-            g.at[j + 1].set(-sin * g[j]).at[j].set(cos * g[j]),
+            jnp.where(broke, inverse, jax.lax.dynamic_update_index_in_dim(inverse, new_col, j, 1)),
+            jnp.where(broke, q, rotated),
+            broke,
         )
-        old = (j, basis, rot, cs, sn, g)
-        kept = jax.tree_util.tree_map(lambda o, n: jnp.where(broke, o, n), old, new)
-        return (*kept, broke)
 
-    init = (jnp.zeros((), jnp.int32), basis, rot, cs, sn, g, jnp.zeros((), bool))
-    j, basis, rot, _, _, g, broke = jax.lax.while_loop(cond, body, init)
-    used = jnp.arange(m, dtype=jnp.int32) < j
-    upper = jnp.where(used[:, None] & used[None, :], rot[:m], jnp.eye(m, dtype=wide))
-    y = jax.scipy.linalg.solve_triangular(upper, jnp.where(used, g[:m], 0), lower=False)
+    init = (jnp.zeros((), jnp.int32), basis, inverse, q, jnp.zeros((), bool))
+    j, basis, inverse, q, broke = jax.lax.while_loop(cond, body, init)
+    y = inverse @ (beta * q[:m, 0])  # columns of R⁻¹ beyond j are zero
     head = jax.tree_util.tree_map(lambda s: s[:m], basis)
     steps = j + broke.astype(jnp.int32)  # a breakdown step still applied M once
     return tree.add(x, tree.combine(y, head)), r, steps, broke
-
-
-def _apply_rotations(col, cs, sn, j):
-    """Apply the Givens rotations 0..j−1 in order to a Hessenberg column (a scan whose carry
-    is the entry the next rotation mixes in)."""
-
-    def rotate(carry, inputs):
-        c, s, below, active = inputs
-        top = jnp.where(active, c * carry + s * below, carry)
-        return jnp.where(active, -s * carry + c * below, below), top
-
-    active = jnp.arange(cs.shape[0], dtype=jnp.int32) < j
-    last, tops = jax.lax.scan(rotate, col[0], (cs, sn, col[1:], active))
-    return jnp.append(tops, last)
