@@ -94,37 +94,38 @@ class Implicit(AbstractMode):
         params_dot = _params_tangent(params, params_dot)
         if params_dot is None:
             return tree.zeros_like(x)
-        rhs = jax.jvp(lambda p: problem.map(x, p), (params,), (params_dot,))[1]
+        # One linearization in θ serves the right-hand side and the finiteness probe.
+        _, b_dot = jax.linearize(lambda p: problem.map(x, p), params)
         _, a_dot = jax.linearize(lambda v: problem.map(v, params), x)
 
         def solve(matvec, b):
             v, stats = self.linear_solver.solve(matvec, b)
             return _flag_linear_solve(v, stats, problem.throw)
 
-        v = jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), rhs, solve, solve)
-        return tree.scale(_finite_sensitivity(problem, x, params, live), v)
+        v = jax.lax.custom_linear_solve(
+            lambda v: tree.sub(v, a_dot(v)), b_dot(params_dot), solve, solve
+        )
+        return tree.scale(_finite_sensitivity(problem, params, live, b_dot), v)
 
 
-def _finite_sensitivity(problem: Problem, x, params, live: Live):
+def _finite_sensitivity(problem: Problem, params, live: Live, b_dot):
     """1, or an error (NaN with throw=False) if ∂F/∂θ is not finite at (x_K, θ).
 
     Forward mode sees a non-finite ∂F/∂θ as a non-finite right-hand side of the linear solve;
-    reverse mode would only produce θ̄ = Bᵀw = inf after a successful solve. One JVP of F along
-    the all-ones direction of the live θ leaves, computed in the forward pass, reports it the
-    same way in both (a sum of finite terms is finite; an infinite partial derivative makes it
-    inf or NaN).
+    reverse mode would only produce θ̄ = Bᵀw = inf after a successful solve. ``b_dot`` (the
+    linearization θ̇ ↦ Bθ̇) applied to the all-ones direction of the live θ leaves, computed in
+    the forward pass, reports it the same way in both (a sum of finite terms is finite; an
+    infinite partial derivative makes it inf or NaN).
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     direction = [
         jnp.ones_like(p) if on and jnp.issubdtype(p.dtype, jnp.inexact) else zero_cotangent(p)
         for p, on in zip(leaves, live.params, strict=True)
     ]
-    probe = jax.jvp(
-        lambda p: problem.map(x, p), (params,), (jax.tree_util.tree_unflatten(treedef, direction),)
-    )[1]
+    probe = b_dot(jax.tree_util.tree_unflatten(treedef, direction))
     finite = tree.all_finite(probe)
     code = jnp.where(finite, RESULTS.successful, RESULTS.linear_nonfinite_input)
-    one = jnp.ones((), tree.widest_dtype(x))
+    one = jnp.ones((), tree.widest_dtype(probe))
     if problem.throw:
         return _errors.raise_if(one, code, True, "iterdiff.fixed_point (implicit derivative)")
     return jnp.where(finite, one, jnp.nan)
