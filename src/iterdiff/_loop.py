@@ -165,42 +165,64 @@ class Layout(NamedTuple):
 
 
 class Checkpoints(NamedTuple):
-    """Iterates at steps 0, I, 2I, … (``count`` rows used), I = ``interval`` (a power of 2)."""
+    """Iterates at steps 0, I, 2I, … (``count`` of them), I = ``interval`` (a power of 2).
+
+    Checkpoint j is in row `checkpoint_row` (j, I, S) of the S-row ``store``: use `get`."""
 
     store: Any
     interval: Array
     count: Array
+
+    def get(self, j):
+        """The iterate at step j·I."""
+        slots = tree.leaves(self.store)[0].shape[0]
+        return tree.stack_get(self.store, checkpoint_row(j, self.interval, slots))
+
+
+def checkpoint_row(j, interval, slots: int):
+    """The row of checkpoint j (step j·I) in a store of S = ``slots`` rows, thinned log₂ I times.
+
+    Thinning keeps the even checkpoints where they are and writes the next ones into the rows
+    the odd ones freed, so nothing moves: checkpoint c' < S/2 after a thinning is checkpoint 2c'
+    before it, and c' ≥ S/2 goes to the row of checkpoint 2(c' − S/2) + 1. That map is a rotation
+    of c' left by one bit within log₂ S bits, so after t thinnings checkpoint j is in row
+    rotl(j, t mod log₂ S). A store that is never thinned (I = 1, any S) has checkpoint j in row j.
+    """
+    bits = slots.bit_length() - 1
+    if slots & (slots - 1) or bits == 0:  # not a power of two: never thinned
+        return j
+    j = jnp.asarray(j, jnp.int32)
+    turn = jax.lax.population_count(jnp.asarray(interval, jnp.int32) - 1) % bits  # log₂ I mod b
+    # Only the low `bits` bits matter, so the left shift may overflow.
+    return ((j << turn) | (j >> (bits - turn))) & (slots - 1)
 
 
 def checkpointed_while(carry, body, keep_going, steps_of, iterate_of, slots: int, thins: bool):
     """``while keep_going(carry): carry = body(carry)``, storing ``iterate_of(carry)`` whenever
     ``steps_of(carry)`` is a multiple of the interval I, into ``slots`` rows with thinning.
 
-    I starts at 1. When all S rows are used, every other checkpoint is dropped (rows 0, 2, 4, …
-    move to rows 0, 1, 2, …) and I doubles, so the store always spans the whole run with S rows
-    however many steps run (``thins=False`` promises that the run fits, K < S). The loop takes
-    exactly the steps the plain loop takes (segments are inner while loops of I steps at most).
+    I starts at 1. When all S rows are used, every other checkpoint is dropped and I doubles, so
+    the store always spans the whole run with S rows however many steps run (``thins=False``
+    promises that the run fits, K < S). Dropping moves nothing: the next checkpoints overwrite
+    the dropped ones' rows (`checkpoint_row`), so the store is updated in place, never copied.
+    The loop takes exactly the steps the plain loop takes (segments are inner while loops of I
+    steps at most).
 
     Returns the final carry and the `Checkpoints`.
     """
+    if thins and slots & (slots - 1):
+        raise ValueError(f"checkpointed_while: a thinned store needs 2^k rows, got {slots}.")
     store = tree.stack_zeros(slots, iterate_of(carry))
     half = slots // 2
-
-    def thin(args):
-        store, count, interval = args
-        # Row i ← row 2i, in increasing i: in place, without a copy of the store.
-        store = jax.lax.fori_loop(
-            1, half, lambda i, st: tree.stack_set(st, i, tree.stack_get(st, 2 * i)), store
-        )
-        return store, jnp.asarray(half, jnp.int32), 2 * interval
 
     def segment(state):
         count, interval, carry, store = state
         if thins:
-            store, count, interval = jax.lax.cond(
-                count == slots, thin, lambda a: a, (store, count, interval)
-            )
-        store = tree.stack_set(store, count, iterate_of(carry))
+            full = count == slots
+            count = jnp.where(full, half, count)
+            interval = jnp.where(full, 2 * interval, interval)
+        row = checkpoint_row(count, interval, slots)
+        store = tree.stack_set(store, row, iterate_of(carry))
         end = steps_of(carry) + interval
         carry = jax.lax.while_loop(lambda c: keep_going(c) & (steps_of(c) < end), body, carry)
         return count + 1, interval, carry, store

@@ -249,21 +249,22 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
             0, n, lambda k, st: step_back(tree.stack_get(buffer, n - 1 - k), st), state
         )
 
-    def pieces(store, count, interval, steps, state, level):
-        """Reverse the ``count`` stretches of ``interval`` steps (the last one shorter) that
-        start at the rows of ``store``, last first."""
+    def pieces(ck: Checkpoints, steps, state, level):
+        """Reverse the ``ck.count`` stretches of ``ck.interval`` steps (the last one shorter)
+        that start at the checkpoints, last first."""
+        count, interval = ck.count, ck.interval
 
         def body(k, carry):
             j = count - 1 - k
             n = jnp.minimum(interval, steps - j * interval)
-            return stretch(tree.stack_get(store, j), n, carry, level)
+            return stretch(ck.get(j), n, carry, level)
 
         def stretches(state):
             return jax.lax.fori_loop(0, count, body, state)
 
         def every_step_stored(state):  # interval 1: one loop of VJPs, nothing to recompute
             return jax.lax.fori_loop(
-                0, count, lambda k, st: step_back(tree.stack_get(store, count - 1 - k), st), state
+                0, count, lambda k, st: step_back(ck.get(count - 1 - k), st), state
             )
 
         return jax.lax.cond(interval == 1, every_step_stored, stretches, state)
@@ -275,14 +276,14 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
 
         def thinned(it, n, state):
             ck = replay.checkpoints(it, n, rows)
-            return pieces(ck.store, ck.count, ck.interval, n, state, level + 1)
+            return pieces(ck, n, state, level + 1)
 
         return jax.lax.cond(
             n <= rows, lambda it, n, st: direct(it, n, st, rows), thinned, it, n, state
         )
 
     state = (d_bar, jax.tree_util.tree_map(jnp.zeros_like, u0))
-    state = pieces(ck.store, ck.count, ck.interval, steps, state, 0)
+    state = pieces(ck, steps, state, 0)
 
     def begin(_, u):
         return _split(program.begin(*sel.merge(x0, params, u)))[0]
