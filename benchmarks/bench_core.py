@@ -13,7 +13,9 @@ For each problem (ridge 200×100, Lasso 1000×3000, entropic OT 100×100 and 500
 * Implicit error: relative error of the Implicit gradient when the forward solve runs to
   1e-12, against the problem's independent reference (target ≤ 1e-8);
 * memory: XLA temp memory of the Unrolled gradient at max_steps = 100 000 over that at 1 000
-  (target ≤ 2).
+  (target ≤ 2);
+* compile: seconds to trace, lower and XLA-compile solve + gradient, per mode (best of two
+  fresh compilations; target ≤ 1 s).
 
 Every ratio is the median of interleaved pairs (`iterdiff._timing.paired_ratio`), so the two
 programs see the same machine state; the absolute times on a shared machine are not meaningful.
@@ -23,6 +25,7 @@ import argparse
 import json
 import pathlib
 import sys
+import time
 
 import jax
 
@@ -35,6 +38,8 @@ from . import problems  # noqa: E402
 from .measure import relative_error  # noqa: E402
 
 TARGETS = {"loop": 1.05, "Unrolled": 3.0, "Implicit": 1.15, "OneStep": 1.05, "memory": 2.0}
+COMPILE_TARGET = 1.0
+MODES = {"Unrolled": itd.Unrolled(), "Implicit": itd.Implicit(), "OneStep": itd.OneStep()}
 
 
 def cases(quick: bool):
@@ -64,6 +69,17 @@ def loss_of(p, mode, max_steps=None, **options):
     return loss
 
 
+def compile_seconds(fn, theta, tries: int = 2) -> float:
+    """Best of ``tries`` fresh trace + lower + compile of ``jax.jit(fn)`` (a new closure each
+    time, so nothing is cached)."""
+    best = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        jax.jit(lambda t: fn(t)).lower(theta).compile()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def temp_mib(fn, theta) -> float:
     return jax.jit(fn).lower(theta).compile().memory_analysis().temp_size_in_bytes / 2**20
 
@@ -76,14 +92,11 @@ def measure(p, repeats: int) -> dict:
     plain = jax.jit(problems.plain_while_loop(p.F, p.x0, p.max_steps, 1e-8))
     ours = jax.jit(lambda t: itd.fixed_point(p.F, p.x0, t, max_steps=p.max_steps).value)
     row["loop"] = paired_ratio(ours, lambda t: plain(t)[0], p.theta, repeats=repeats)
-    for name, mode in (
-        ("Unrolled", itd.Unrolled()),
-        ("Implicit", itd.Implicit()),
-        ("OneStep", itd.OneStep()),
-    ):
+    for name, mode in MODES.items():
         forward = jax.jit(loss_of(p, mode))
         backward = jax.jit(jax.value_and_grad(loss_of(p, mode)))
         row[name] = paired_ratio(backward, forward, p.theta, repeats=repeats)
+        row[f"compile {name}"] = compile_seconds(jax.value_and_grad(loss_of(p, mode)), p.theta)
     tight = jax.jit(jax.grad(loss_of(p, itd.Implicit(), tol=1e-12)))
     problems.with_reference(p)
     row["Implicit error"] = float(relative_error(tight(p.theta), p.reference))
@@ -97,8 +110,14 @@ def measure(p, repeats: int) -> dict:
 def markdown(rows) -> str:
     head = (
         "| problem | K | loop | Unrolled | Implicit | OneStep | Implicit error (1e-12) "
-        "| temp MiB 1e3 → 1e5 | memory |\n| --- " + "| --- " * 8 + "|\n"
+        "| temp MiB 1e3 → 1e5 | memory | compile U / I / O (s) |\n| --- " + "| --- " * 9 + "|\n"
     )
+
+    def seconds(r):
+        return " / ".join(
+            f"{r[f'compile {m}']:.2f}" + ("" if r[f"compile {m}"] <= COMPILE_TARGET else " ✗")
+            for m in MODES
+        )
 
     def mark(key, value):
         return f"{value:.2f}" + ("" if value <= TARGETS[key] else " ✗")
@@ -107,7 +126,8 @@ def markdown(rows) -> str:
         f"| {r['problem']} | {r['K']} | {mark('loop', r['loop'])} | {mark('Unrolled', r['Unrolled'])} "
         f"| {mark('Implicit', r['Implicit'])} | {mark('OneStep', r['OneStep'])} "
         f"| {r['Implicit error']:.1e}{'' if r['Implicit error'] <= 1e-8 else ' ✗'} "
-        f"| {r['temp MiB 1e3']:.2f} → {r['temp MiB 1e5']:.2f} | {mark('memory', r['memory'])} |"
+        f"| {r['temp MiB 1e3']:.2f} → {r['temp MiB 1e5']:.2f} | {mark('memory', r['memory'])} "
+        f"| {seconds(r)} |"
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"

@@ -43,4 +43,6 @@ def test_bench_core_row_on_a_tiny_ridge():
     assert 0 < row["memory"] <= bench_core.TARGETS["memory"] * 1.1
     for key in ("loop", "Unrolled", "Implicit", "OneStep"):
         assert row[key] > 0, key
+    for mode in bench_core.MODES:
+        assert 0 < row[f"compile {mode}"] < 120, mode
     assert "| ridge 12×6 |" in bench_core.markdown([row])
