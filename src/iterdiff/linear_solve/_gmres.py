@@ -51,7 +51,7 @@ def _cycle(matvec, x, r, target, budget, m):
     basis = tree.stack_set(tree.stack_zeros(m + 1, r), 0, v0)
     inverse = jnp.zeros((m, m), wide)  # R⁻¹, columns 0..j−1 filled
     q = jnp.eye(m + 1, dtype=wide)
-    rows = jnp.arange(m + 1, dtype=jnp.int32)
+    index = jnp.arange(m, dtype=jnp.int32)
 
     def cond(s):
         j, _, _, q, broke = s
@@ -77,8 +77,8 @@ def _cycle(matvec, x, r, target, budget, m):
         pair = jax.lax.dynamic_slice_in_dim(q, j, 2)
         rotation = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])])
         rotated = jax.lax.dynamic_update_slice_in_dim(q, rotation @ pair, j, 0)
-        above = jnp.where(rows[:m] < j, col[:m], 0)
-        new_col = (jnp.where(rows[:m] == j, 1, 0) - inverse @ above) / safe_d
+        above = jnp.where(index < j, col[:m], 0)  # the new column of R above its diagonal
+        new_col = (jnp.where(index == j, 1, 0) - inverse @ above) / safe_d
         # A breakdown leaves the cycle as it was (v = 0 is never used: j does not advance).
         return (
             jnp.where(broke, j, j + 1),
