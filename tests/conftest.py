@@ -6,3 +6,21 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# Generative tests (hypothesis): a fixed seed and a small budget by default, so that CI runs the
+# same examples on every machine in a few minutes; `ITERDIFF_HYPOTHESIS=thorough` runs 500
+# examples per property (the profile run before resolving a conformance issue).
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_QUIET = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("ci", max_examples=8, **_QUIET)
+settings.register_profile("thorough", max_examples=500, **_QUIET)
+settings.load_profile(os.environ.get("ITERDIFF_HYPOTHESIS", "ci"))
