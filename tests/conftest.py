@@ -2,16 +2,24 @@
 promotion (as optimistix's test suite uses), so that no implicit int32/int64 or
 float32/float64 promotion can creep into the library unnoticed."""
 
+import os
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+# A persistent compilation cache: the suite is compile-bound, and its programs repeat across
+# test modules, xdist workers and runs (ITERDIFF_JAX_CACHE= empty turns it off).
+_CACHE = os.environ.get("ITERDIFF_JAX_CACHE", os.path.expanduser("~/.cache/iterdiff/jax"))
+if _CACHE:
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 # Generative tests (hypothesis): a fixed seed and a small budget by default, so that CI runs the
 # same examples on every machine in a few minutes; `ITERDIFF_HYPOTHESIS=thorough` runs 500
 # examples per property (the profile run before resolving a conformance issue).
-import os  # noqa: E402
-
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 _QUIET = dict(
