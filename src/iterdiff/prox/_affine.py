@@ -63,10 +63,32 @@ def _halfspace_sides(v, a, b):
     return (residual < 0) & ~band, (residual > 0) & ~band
 
 
+@jax.jit  # compiled once per shape and dtype (an eager while loop would compile every call)
+def _inside_halfspace(y, a, b):
+    """y moved along −a until the computed aᵀy ≤ b: the hyperplane projection lands on aᵀy = b
+    up to a few ulps either side; each round removes the computed excess plus a margin of 2ᵏε
+    of the sum's scale, doubling until it covers the rounding."""
+    m = jnp.max(jnp.abs(a))
+    unit = a / jnp.where(m > 0, m, jnp.ones_like(m))
+    eps_ = jnp.asarray(np.finfo(y.dtype).eps, y.dtype)
+
+    def outside(state):
+        y, k = state
+        return (jnp.dot(a, y) > b) & (k < 60)
+
+    def push(state):
+        y, k = state
+        excess = jnp.dot(unit, y) - b / m
+        margin = jnp.ldexp(eps_, k) * (jnp.dot(jnp.abs(unit), jnp.abs(y)) + jnp.abs(b / m))
+        return y - ((jnp.maximum(excess, 0) + margin) / jnp.dot(unit, unit)) * unit, k + 1
+
+    return jax.lax.while_loop(outside, push, (y, jnp.zeros((), jnp.int32)))[0]
+
+
 @jax.custom_jvp
 def _project_halfspace(v, a, b, s):
     step = _hyperplane_step(v, a, b)
-    return jnp.where(jnp.dot(a, v) > b, v - step, v)
+    return jnp.where(jnp.dot(a, v) > b, _inside_halfspace(v - step, a, b), v)
 
 
 @_project_halfspace.defjvp
@@ -87,7 +109,8 @@ def project_halfspace(x, a, b, *, at_kink=0.0):
     Derivative: I inside, the hyperplane projection's outside; on the hyperplane,
     ``at_kink``·I + (1 − ``at_kink``)·(hyperplane derivative), default 0 (jaxopt, through
     relu'(0) = 0, returns I). "On the hyperplane" means |aᵀx − b| ≤ 4√n·ε·(|a|ᵀ|x| + |b|), the
-    rounding band of the ℓ1/ℓ2 spheres.
+    rounding band of the ℓ1/ℓ2 spheres. Feasible by construction: the computed aᵀy is ≤ b
+    (the last rounding is removed), so projecting y again returns it unchanged.
 
     Arguments:
         x: a pytree of arrays (all leaves form one vector).

@@ -12,6 +12,7 @@ from ._common import (
     l2_norm,
     on_boundary,
     select,
+    shrink_inside,
     weight,
 )
 
@@ -25,7 +26,8 @@ def _sides(n, radius, size):
 @jax.custom_jvp
 def _project_l2_ball(v, radius, s):
     n = l2_norm(v)
-    return jnp.where(n > radius, radius / jnp.where(n > 0, n, jnp.ones_like(n)), 1.0) * v
+    outside = shrink_inside((radius / jnp.where(n > 0, n, jnp.ones_like(n))) * v, l2_norm, radius)
+    return jnp.where(n > radius, outside, v)
 
 
 @_project_l2_ball.defjvp
@@ -48,6 +50,8 @@ def project_l2_ball(x, radius=1.0, *, at_kink=0.0):
     ``at_kink``·I + (1 − ``at_kink``)·(outside formula) (default 0; jaxopt returns I there).
     "On the sphere" means |‖x‖ − r| ≤ 4√n·ε·r (n entries, ε the dtype's epsilon): the norm
     equals r up to the rounding of computing it, so every way of computing ‖x‖ agrees.
+    Feasible by construction: the computed ‖y‖ is ≤ r (the last rounding is removed), so
+    projecting y again returns it unchanged.
 
     Arguments:
         x: a pytree of arrays (all leaves form one vector).

@@ -3,6 +3,8 @@ the "on the boundary" band and the two-piece derivative of the operators that so
 multiplier over a support.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,6 +132,27 @@ def l2_norm(v) -> Array:
     m = jnp.max(jnp.abs(v))
     safe = jnp.where(m > 0, m, jnp.ones_like(m))
     return m * jnp.sqrt(jnp.sum(jnp.square(v / safe)))
+
+
+@functools.partial(jax.jit, static_argnums=1)  # compiled once per measure, shape and dtype
+def shrink_inside(y, measure, bound) -> Array:
+    """y·s with s ≤ 1 such that the computed ``measure(y·s) ≤ bound`` (``measure`` positively
+    homogeneous: a norm). A projection computes r·x/‖x‖ or a threshold whose measure is r up to
+    rounding, a few ulps either side; this removes the excess, so the point is feasible as the
+    operator itself measures it and projecting it again returns it unchanged. Each round scales
+    by bound/measure and a margin of 2ᵏε that doubles until it covers the measure's rounding."""
+    eps_ = jnp.asarray(eps(y.dtype), y.dtype)
+
+    def outside(state):
+        y, k = state
+        return (measure(y) > bound) & (k < 60)
+
+    def shrink(state):
+        y, k = state
+        scale = (bound / measure(y)) * (1 - jnp.ldexp(eps_, k))
+        return y * scale, k + 1
+
+    return jax.lax.while_loop(outside, shrink, (y, jnp.zeros((), jnp.int32)))[0]
 
 
 def on_boundary(residual, scale, n: int, dtype) -> Array:

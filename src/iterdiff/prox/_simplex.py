@@ -20,6 +20,7 @@ from ._common import (
     floats,
     on_boundary,
     select,
+    shrink_inside,
     two_pieces,
     weight,
 )
@@ -157,6 +158,10 @@ def _l1_coordinate_kinks(v, r):
     return ~on & ~off
 
 
+def _l1_norm(v):
+    return jnp.sum(jnp.abs(v))
+
+
 def _signs(v):
     """sign(v) with sign(0) = +1 (the sphere's choice at a zero coordinate)."""
     one = jnp.ones_like(v)
@@ -175,6 +180,7 @@ def _project_l1_ball(v, radius, s):
     a = jnp.abs(v)
     w, tau = _shifted_threshold(a, radius)
     outside = jnp.sign(v) * jnp.maximum(w - tau, jnp.zeros_like(w))
+    outside = shrink_inside(outside, _l1_norm, radius)
     return jnp.where(jnp.sum(a) > radius, outside, v)
 
 
@@ -196,7 +202,8 @@ def project_l1_ball(x, radius=1.0, *, at_kink=0.0):
     and σ_S/|S| in r; I inside. On the sphere, ``at_kink``·I + (1 − ``at_kink``)·(outside
     formula), default 0 (jaxopt returns I there). "On the sphere" is the ℓ2 ball's rule:
     |‖x‖₁ − r| ≤ 4√n·ε·r; there τ = 0, so zero coordinates are kinks too, where ``at_kink``
-    selects as in `project_simplex`. Accurate for any magnitude of x.
+    selects as in `project_simplex`. Accurate for any magnitude of x. Feasible by construction:
+    the computed ‖y‖₁ is ≤ r (the last rounding is removed), so projecting y again returns it.
 
     Reference: Duchi, Shalev-Shwartz, Singer & Chandra, "Efficient projections onto the ℓ1-ball for
     learning in high dimensions", ICML 2008.
