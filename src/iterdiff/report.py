@@ -120,27 +120,39 @@ def figure_panels(figure, dpi: int = DPI) -> list[list[tuple[bytes, int]]]:
     from matplotlib.transforms import Bbox
 
     renderer = _canvas(figure).get_renderer()
-    figure.draw(renderer)  # runs the layout engine
+    figure.draw(renderer)  # runs the layout engine once
+    engine = figure.get_layout_engine()
+    figure.set_layout_engine("none")  # keep these positions while panels are hidden below
     rows = _panel_rows(figure)
     inches = figure.dpi_scale_trans.inverted()
+    whole = figure.bbox_inches
     out = []
-    for row in rows or [[None]]:
-        images = []
-        for panel in row:
-            if panel is None:
-                box = figure.bbox_inches
-            else:
-                box = Bbox.union([ax.get_tightbbox(renderer) for ax in panel])
-                box = box.transformed(inches).padded(0.06)
-                whole = figure.bbox_inches
-                box = Bbox.from_extents(
-                    max(box.x0, whole.x0), max(box.y0, whole.y0),
-                    min(box.x1, whole.x1), min(box.y1, whole.y1),
-                )  # fmt: skip
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
-            images.append((buffer.getvalue(), round(box.width * 100)))
-        out.append(images)
+    try:
+        for row in rows or [[None]]:
+            images = []
+            for panel in row:
+                if panel is None:
+                    box = whole
+                else:
+                    box = Bbox.union([ax.get_tightbbox(renderer) for ax in panel])
+                    box = box.transformed(inches).padded(0.06)
+                    box = Bbox.from_extents(
+                        max(box.x0, whole.x0), max(box.y0, whole.y0),
+                        min(box.x1, whole.x1), min(box.y1, whole.y1),
+                    )  # fmt: skip
+                # only this panel is drawn: a neighbour's long title cannot spill into it
+                others = [ax for ax in figure.axes if panel is not None and ax not in panel]
+                shown = [ax.get_visible() for ax in others]
+                for ax in others:
+                    ax.set_visible(False)
+                buffer = io.BytesIO()
+                figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
+                for ax, visible in zip(others, shown, strict=True):
+                    ax.set_visible(visible)
+                images.append((buffer.getvalue(), round(box.width * 100)))
+            out.append(images)
+    finally:
+        figure.set_layout_engine(engine)
     _close(figure)
     return out
 

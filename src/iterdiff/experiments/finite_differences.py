@@ -213,8 +213,8 @@ def run(size: str = "demo", seed: int = 0) -> Result:
         )
     best_fwd, best_cen = float(eps[np.argmin(fwd)]), float(eps[np.argmin(cen)])
     for name, best, pred, formula in (
-        ("forward", best_fwd, opt_fwd, "2(u|g|/|g''|)^{1/2}"),
-        ("central", best_cen, opt_cen, "(3u|g|/|g'''|)^{1/3}"),
+        ("forward", best_fwd, opt_fwd, "2·√(u|g|/|g''|)"),
+        ("central", best_cen, opt_cen, "∛(3u|g|/|g'''|)"),
     ):
         claims.append(
             Claim(
@@ -282,7 +282,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
     notes = [
         f"F(x, θ) = ½ tanh(Wx + Uθ + c), n = {n}, ‖W‖₂ = 1; f(θ) = ½‖x̄(θ)‖²; forward solves "
         f"to tol {TOL:g} (Picard); errors: RMS over {points} random (θ, v) with θ ∈ R⁴.",
-        "Cost: θ ∈ R^m, central differences with ε = u^{1/3} as 2m calls of the compiled solve "
+        "Cost: θ ∈ Rᵐ, central differences with ε = ∛u as 2m calls of the compiled solve "
         "(dispatch included), reverse AD = one compiled jax.grad with Implicit(LU()) (dense "
         f"linear solve; n is small); the median (and range) of {repeats} batches of calls after "
         "compilation. "

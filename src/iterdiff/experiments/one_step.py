@@ -363,7 +363,9 @@ def _figure(cfg, qp, newton, gd):
             color=colors[name],
         )
     if timed:
-        ax.legend(title="mode", loc="upper left")
+        top = max(r[name][1].high for _, r in groups for name in MODES)
+        ax.set_ylim(0, 1.6 * top)  # room for the legend above the bars
+        ax.legend(title="mode", loc="upper left", ncol=3)
     else:
         ax.text(0.5, 0.5, "not timed at size tiny", ha="center", transform=ax.transAxes)
     ax.axhline(1.0, color="black", linewidth=0.8)

@@ -253,7 +253,7 @@ def run(size: str = "demo", seed: int = 0) -> Result:
             label=f"predicted ρᵏ, ρ = {case['rho']:.3f}",
         )
         ax.set_ylim(1e-16, 10 * max(case["iterate_error"].max(), d.max()))
-        ax.set_title(case["label"].split(" (")[0])
+        ax.set_title(case["label"].split(" (")[0].replace(", ", "\n", 1))
         ax.set_xlabel("iteration k")
         ax.legend(fontsize=9)
     axes[0][0].set_ylabel("error")
