@@ -10,7 +10,8 @@ Rules (outside code):
 * ``v_c`` where v is one (possibly accented) letter not preceded by a letter, digit or ``_``
   and c is one letter or digit not followed by one (x_k, A_k, ẋ_K, L_J; not max_steps,
   jax_enable_x64 or x_0_1);
-* ``V^ab`` with one to four letters ab (J^pb, J^OS) → ``V<sup>ab</sup>``.
+* ``V^ab`` with one to four letters ab (J^pb, J^OS) → ``V<sup>ab</sup>``;
+* ``∂_θ`` → ``∂<sub>θ</sub>``, and a Greek letter with a short word as subscript (σ_min).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _LETTER = r"[A-Za-z\u0370-\u03ff\u1e00-\u1eff\U0001d49c-\U0001d4cf][\u0300-\u036
 _BRACES = re.compile(r"([_^])\{([^{}\n]+)\}")
 _SINGLE = re.compile(rf"(?<![\w\\])({_LETTER})_([A-Za-z0-9\u0370-\u03ff])(?![\w])")
 _LABEL = re.compile(rf"(?<![\w\\])({_LETTER})\^([A-Za-z]{{1,4}})(?![\w])")  # J^pb, J^OS
+_PARTIAL = re.compile(r"∂_([A-Za-z\u0370-\u03ff])")  # ∂_θF
+_GREEK_WORD = re.compile(r"(?<![\w\\])([\u0370-\u03ff])_([a-z]{2,4})(?![\w])")  # σ_min
 # pieces of a line that are not prose: inline code, HTML tags, link targets, autolinks
 _PROTECTED = re.compile(r"(`+)[^`]*?\1|<[^>\n]+>|\]\([^)\n]*\)|https?://\S+")
 
@@ -31,6 +34,8 @@ def _prose(text: str) -> str:
     text = _BRACES.sub(lambda m: f"<{'sub' if m[1] == '_' else 'sup'}>{m[2]}</"
                        f"{'sub' if m[1] == '_' else 'sup'}>", text)  # fmt: skip
     text = _LABEL.sub(r"\1<sup>\2</sup>", text)
+    text = _PARTIAL.sub(r"∂<sub>\1</sub>", text)
+    text = _GREEK_WORD.sub(r"\1<sub>\2</sub>", text)
     return _SINGLE.sub(r"\1<sub>\2</sub>", text)
 
 
