@@ -17,6 +17,7 @@ OWN_RUNNER = {
     "bring_your_own_solver.md": "test_docs_any_solver.py",
     "migrating_from_jaxopt.md": "test_docs_any_solver.py",
     "scaling_up.md": "test_docs_scaling.py",
+    "trust.md": "test_docs_outputs.py",  # it also compares the printed tables with the page's
 }
 
 BLOCK = re.compile(r"^```python\n(.*?)^```", flags=re.S | re.M)
@@ -35,7 +36,7 @@ PAGES = sorted(
 
 def test_the_pages_with_snippets_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
-    assert {"README.md", "docs/index.md", "docs/trust.md", "docs/nonsmooth.md"} <= names
+    assert {"README.md", "docs/index.md", "docs/modes.md", "docs/nonsmooth.md"} <= names
 
 
 def test_pages_with_their_own_runner_have_one():

@@ -28,8 +28,12 @@ RETURNS = re.compile(r"^(Returns|Yields):\s*$", re.M)
 def public_names(module_name):
     """(qualified name, object) for each class or function a module re-exports."""
     module = importlib.import_module(module_name)
-    for name, obj in sorted(vars(module).items()):
-        if name.startswith("_") or inspect.ismodule(obj):
+    # dir() and getattr, not vars(): `iterdiff` imports its public names on first use
+    for name in sorted(dir(module)):
+        if name.startswith("_"):
+            continue
+        obj = getattr(module, name)
+        if inspect.ismodule(obj):
             continue
         if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__.startswith(
             "iterdiff"

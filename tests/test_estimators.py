@@ -270,3 +270,15 @@ def test_inner_non_convergence_warns_and_is_recorded():
         model.fit(X_REG, Y_REG)
     assert model.converged_ is False and model.tuning_status_ == "inner_failed"
     assert np.all(np.isfinite(model.coef_))
+
+
+def test_descent_out_of_steps_is_not_converged():
+    """A descent cut by max_iter while the loss still improves warns and says converged_ False
+    (tuning_status_ "max_iter" never sits next to converged_ True); max_iter=0 asks for none."""
+    model = HyperLasso(cv=3, n_init=4, max_iter=2, tol=1e-12)
+    with pytest.warns(ConvergenceWarning, match="used all max_iter=2 steps"):
+        model.fit(X_REG, Y_REG)
+    assert model.tuning_status_ == "max_iter" and model.converged_ is False
+    assert "max_iter" in model.tuning_message_
+    evaluated = HyperLasso(cv=3, n_init=4, max_iter=0).fit(X_REG, Y_REG)
+    assert evaluated.tuning_status_ == "max_iter" and evaluated.converged_ is True

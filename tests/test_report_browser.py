@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium (Debian's `chromium`) loads it from
-file://, every figure decodes to a non-zero natural size, and nothing is logged as an error."""
+file://, every figure panel decodes to a non-zero natural size, nothing is logged as an error,
+and at 800 px the page does not overflow sideways (panels wrap, tables wrap)."""
 
 import json
 import re
@@ -11,6 +12,7 @@ from matplotlib.figure import Figure
 
 from iterdiff import report
 from iterdiff.experiments import Claim, Result, _runner
+from iterdiff.experiments._base import PARTLY, REPRODUCED
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -26,22 +28,29 @@ window.addEventListener('load', () => {
   const sizes = [...document.images].map(i => [i.naturalWidth, i.naturalHeight, i.complete]);
   const out = document.createElement('pre');
   out.id = '__probe';
-  out.textContent = JSON.stringify({sizes: sizes, errors: window.__errors});
+  out.textContent = JSON.stringify({sizes: sizes, errors: window.__errors,
+    scroll: document.documentElement.scrollWidth, inner: window.innerWidth});
   document.body.appendChild(out);
 });
 </script>"""
 
 
+PANELS = 3  # the second figure's panels
+
+
 def _results():
     good = []
-    for i in range(2):
-        fig = Figure(figsize=(6, 3), layout="constrained")
-        ax = fig.subplots()
-        ax.semilogy([1, 2, 3], [1, 1e-3, 1e-6], label="‖ẋ_k − dx̄/dλ‖")
-        ax.legend()
-        good.append(
-            Result(f"exp{i}", f"Experiment {i}", "seed 001", [Claim("c", "ρ", "q", True)], fig)
-        )
+    for i, panels in enumerate((1, PANELS)):
+        fig = Figure(figsize=(4.5 * panels, 3.5), layout="constrained")
+        for ax in fig.subplots(1, panels, squeeze=False)[0]:
+            ax.semilogy([1, 2, 3], [1, 1e-3, 1e-6], label="‖ẋ_k − dx̄/dλ‖")
+            ax.set_ylabel("a long label of the vertical axis")
+            ax.legend()
+        claims = [
+            Claim("c", "ρ", "q", REPRODUCED, "within 10 %"),
+            Claim("d " * 40, "ρ = 0.5" * 5, "0.123456789" * 12, PARTLY, "r " * 30, "note " * 20),
+        ]
+        good.append(Result(f"exp{i}", f"Experiment {i}", "A. Author, Venue 2024", claims, fig))
     try:
         raise RuntimeError("boom")
     except RuntimeError as exc:
@@ -75,13 +84,19 @@ def page(tmp_path_factory):
     return path, probed
 
 
-def test_every_figure_renders_and_no_console_errors(page):
-    _, probed = page
-    run = _chromium("--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
+def _probe(probed, width):
+    run = _chromium(
+        "--virtual-time-budget=10000", f"--window-size={width},900", "--dump-dom", probed.as_uri()
+    )
     match = re.search(r'<pre id="__probe">(.*?)</pre>', run.stdout, re.S)
     assert match, f"the probe did not run; chromium said: {run.stderr[-2000:]}"
-    probe = json.loads(match.group(1).replace("&quot;", '"'))
-    assert len(probe["sizes"]) == 2
+    return run, json.loads(match.group(1).replace("&quot;", '"'))
+
+
+def test_every_figure_renders_and_no_console_errors(page):
+    _, probed = page
+    run, probe = _probe(probed, 1400)
+    assert len(probe["sizes"]) == 1 + PANELS  # one image per panel
     for width, height, complete in probe["sizes"]:
         assert complete and width > 0 and height > 0
     assert probe["errors"] == []
@@ -89,6 +104,14 @@ def test_every_figure_renders_and_no_console_errors(page):
         line for line in run.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line
     ]
     assert console_errors == []
+
+
+def test_narrow_window_does_not_overflow(page):
+    """At 800 px (a laptop's half screen, a tablet) the panels wrap and the tables wrap: the
+    page is no wider than the window."""
+    _, probed = page
+    _, probe = _probe(probed, 800)
+    assert probe["scroll"] <= probe["inner"], probe
 
 
 def test_screenshot_is_a_png(page, tmp_path):

@@ -96,6 +96,15 @@ class RESULTS:
         return cls._messages[int(code)]
 
     @classmethod
+    def name(cls, code) -> str:
+        """The name of a status code, e.g. ``RESULTS.name(0) == "successful"``."""
+        code = int(code)
+        for key, value in vars(cls).items():
+            if not key.startswith("_") and isinstance(value, int) and value == code:
+                return key
+        raise ValueError(f"{code} is not a status code of RESULTS.")
+
+    @classmethod
     def is_linear(cls, code) -> bool:
         return cls.linear_max_steps_reached <= int(code) <= cls.linear_ill_conditioned
 
@@ -140,6 +149,23 @@ class Solution(eqx.Module):
     def converged(self) -> Array:
         """True where the forward pass met its tolerance."""
         return self.result == RESULTS.successful
+
+    @property
+    def status(self):
+        """The name of ``result`` ("successful", "max_steps_reached", …), for reading and
+        printing; a NumPy array of names for a batch. ``result`` itself stays an int array (it
+        has to: it travels through jit and vmap); compare it with ``RESULTS.<name>`` in code.
+        Needs concrete values: outside `jax.jit`."""
+        try:
+            codes = np.asarray(self.result)
+        except Exception as exc:  # a tracer: inside jit or vmap
+            raise TypeError(
+                "Solution.status needs concrete values: read it outside jax.jit, or compare "
+                "sol.result with iterdiff.RESULTS.<name> inside."
+            ) from exc
+        if codes.ndim == 0:
+            return RESULTS.name(codes)
+        return np.vectorize(RESULTS.name, otypes=[object])(codes)
 
     def message(self) -> str:
         """Human-readable status. For a batched Solution, one line per distinct status with the

@@ -55,7 +55,11 @@ class HyperparameterTuner(BaseEstimator):
 
     Inner solves that fail (no convergence within ``max_inner_steps``) do not raise: the
     tuner keeps the last hyperparameter where the inner solve converged, warns with
-    scikit-learn's `ConvergenceWarning`, and sets ``converged_ = False``.
+    scikit-learn's `ConvergenceWarning`, and sets ``converged_ = False``. So does a descent
+    that uses all ``max_iter`` steps while the validation loss still improves
+    (``tuning_status_ == "max_iter"``): ``converged_`` is True only when every inner solve
+    converged and the descent stopped by its own rule (``"no_progress"`` or ``"grad_tol"``),
+    or when ``max_iter=0`` asked for no descent at all.
     """
 
     def _check_common(self):
@@ -171,6 +175,16 @@ class HyperparameterTuner(BaseEstimator):
         self.history_ = {key: np.concatenate(value) for key, value in merged.items()}
         self.n_iter_ = int(self.history_["loss"].size)
         self.tuning_status_ = results[-1].status
+        self.tuning_message_ = results[-1].message
+        if self.tuning_status_ == "max_iter" and self.max_iter > 0:
+            # The budget ran out while the validation loss was still improving by more than
+            # tol: the tuning did not converge (as scikit-learn's max_iter warnings say).
+            self._warn(
+                f"hypergradient descent used all max_iter={self.max_iter} steps while the "
+                f"validation loss was still improving by more than tol={self.tol:g} within "
+                f"patience={self.patience} steps; the best hyperparameter seen is used. Raise "
+                "max_iter (or loosen tol) to tune further."
+            )
 
 
 def check_positive_init(owner: str, name: str, value) -> None:

@@ -202,8 +202,11 @@ _COMMON_DOC = """
         history_: dict of arrays over hypergradient steps: loss (mean validation MSE),
             grad_norm (of the log-α hypergradient), inner_steps, time.
         n_iter_: evaluations of the validation loss (grid and descent; each one inner solve
-            and one hypergradient); tuning_status_: why tuning stopped.
-        converged_: False if an inner solve failed (a ConvergenceWarning was issued).
+            and one hypergradient); tuning_status_: why tuning stopped ("no_progress",
+            "grad_tol", "max_iter", "inner_failed", "nonfinite"); tuning_message_: the same
+            in a sentence.
+        converged_: False (and a ConvergenceWarning was issued) if an inner solve failed or
+            the descent used all max_iter steps while still improving.
 """
 
 

@@ -107,7 +107,7 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         classes_: the class labels.
         C_: the tuned C (a number, or one per feature).
         coef_: (1, p) for two classes, else (K, p) with a zero first row; intercept_ likewise.
-        history_, n_iter_, tuning_status_, converged_: as for `HyperLasso`.
+        history_, n_iter_, tuning_status_, tuning_message_, converged_: as for `HyperLasso`.
     """
 
     def __init__(

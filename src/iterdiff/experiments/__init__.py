@@ -1,4 +1,5 @@
-"""Reproduced results of the source material, one module per experiment.
+"""Published results on differentiating iterative algorithms, reproduced: one module per
+experiment (the sources are cited in each module's SOURCE, from ``_sources``).
 
 Each module defines ``TITLE``, ``SOURCE`` and ``run(size="demo", seed=0) -> Result`` (see
 ``_base``). ``EXPERIMENTS`` maps the names that ``iterdiff report --only`` accepts to modules,
@@ -14,10 +15,10 @@ from ._base import Result as Result
 # name -> module of iterdiff.experiments, in the order of the report.
 EXPERIMENTS = {
     "rates": "rates",  # 1. forward–backward, Douglas–Rachford, ADMM: derivative rates
-    "heavy_ball": "heavy_ball",  # 2. heavy ball vs gradient descent (seed 001)
+    "heavy_ball": "heavy_ball",  # 2. heavy ball vs gradient descent (NeurIPS 2022)
     "sinkhorn": "sinkhorn",  # 3. Sinkhorn iterates and derivatives, zero marginals
     "one_step": "one_step",  # 4. one-step vs implicit vs unrolled (interior point, Newton, GD)
-    "ad_artefacts": "ad_artefacts",  # 5. relu'(0), J^imp ⊊ J^pb, kinks activated (seed 002)
+    "ad_artefacts": "ad_artefacts",  # 5. relu'(0), J^imp ⊊ J^pb, kinks activated
     "finite_differences": "finite_differences",  # 6. finite differences vs AD
     "bilevel": "bilevel",  # 7. hypergradient descent, one-step vs implicit
     "trust": "trust",  # 8. estimated vs true derivative error on the above

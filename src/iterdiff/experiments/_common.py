@@ -45,30 +45,74 @@ def sci(value: float, digits: int = 2) -> str:
     return f"{value:.{digits - 1}e}"
 
 
-def paired_ratio(fn, reference, *args, repeats: int = 5, batch_seconds: float = 0.02) -> float:
-    """time(fn)/time(reference): the fastest of ``repeats`` batches of each, batches interleaved.
+class Timing:
+    """Repeated measurements of one time (or time ratio): their median and spread.
 
-    A batch runs the function enough times to last about ``batch_seconds``, and the minimum over
-    batches is kept (as `timeit` advises): on a shared machine, preemption only ever adds time,
-    and sub-millisecond calls are otherwise dominated by it. Both are called once first
-    (compilation).
+    On a shared machine a single timing can be off by a factor of two; the claims use the
+    median of ``repeats`` measurements and the report shows the range (min–max).
     """
-    jax.block_until_ready(fn(*args))
-    jax.block_until_ready(reference(*args))
+
+    def __init__(self, samples):
+        self.samples = np.asarray(samples, dtype=float)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples))
+
+    @property
+    def low(self) -> float:
+        return float(np.min(self.samples))
+
+    @property
+    def high(self) -> float:
+        return float(np.max(self.samples))
+
+    def text(self, digits: int = 2) -> str:
+        """E.g. "1.31 (1.27–1.40)": the median, then the range over the repeats."""
+        f = f".{digits}f"
+        return f"{self.median:{f}} ({self.low:{f}}–{self.high:{f}})"
+
+    def __float__(self) -> float:
+        return self.median
+
+    def __repr__(self) -> str:
+        return f"Timing(median={self.median:.4g}, range={self.low:.4g}–{self.high:.4g}, n={self.samples.size})"
+
+
+def _calls_per_batch(fn, args, batch_seconds: float) -> int:
+    jax.block_until_ready(fn(*args))  # compile
     start = time.perf_counter()
-    jax.block_until_ready(reference(*args))
+    jax.block_until_ready(fn(*args))
     once = max(time.perf_counter() - start, 1e-6)
-    calls = max(1, min(1000, int(batch_seconds / once)))
+    return max(1, min(1000, int(batch_seconds / once)))
 
-    def batch(f):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = f(*args)
-        jax.block_until_ready(out)
-        return time.perf_counter() - start
 
-    best_fn, best_ref = float("inf"), float("inf")
-    for _ in range(repeats):
-        best_fn = min(best_fn, batch(fn))
-        best_ref = min(best_ref, batch(reference))
-    return best_fn / best_ref
+def _batch(fn, args, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls
+
+
+def call_times(fn, *args, repeats: int = 5, batch_seconds: float = 0.03) -> Timing:
+    """Seconds per call of ``fn(*args)``, once per repeat: each repeat is a batch of calls
+    lasting about ``batch_seconds`` (sub-millisecond calls are otherwise all noise); the first
+    call (compilation) is not timed."""
+    calls = _calls_per_batch(fn, args, batch_seconds)
+    return Timing([_batch(fn, args, calls) for _ in range(repeats)])
+
+
+def paired_ratios(fn, reference, *args, repeats: int = 5, batch_seconds: float = 0.02) -> Timing:
+    """time(fn)/time(reference), once per repeat, from a batch of each run back to back (so
+    that both see the same load; which one goes first alternates); compiled beforehand."""
+    jax.block_until_ready(fn(*args))
+    calls = _calls_per_batch(reference, args, batch_seconds)
+    ratios = []
+    for i in range(repeats):
+        if i % 2:
+            ref = _batch(reference, args, calls)
+            ratios.append(_batch(fn, args, calls) / ref)
+        else:
+            ratios.append(_batch(fn, args, calls) / _batch(reference, args, calls))
+    return Timing(ratios)
