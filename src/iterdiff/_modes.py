@@ -29,7 +29,7 @@ from ._linear_call import LinearMap, linear_call
 from ._loop import Carry, Problem
 from ._options import check_int
 from ._solution import RESULTS
-from ._tangents import Live, fill_none, instantiate_tree, zero_cotangent
+from ._tangents import Live, fill_none, instantiate_tree
 from .linear_solve import GMRES, AbstractLinearSolver
 
 
@@ -91,20 +91,28 @@ class Implicit(AbstractMode):
 
     def tangent(self, problem, x0, params, x, cache, cache_live, x0_dot, params_dot):
         live = Live.of(x0_dot, params_dot)
-        params_dot = _params_tangent(params, params_dot)
-        if params_dot is None:
+        if not live.any_params:
             return tree.zeros_like(x)
-        # One linearization in θ serves the right-hand side and the finiteness probe.
-        _, b_dot = jax.linearize(lambda p: problem.map(x, p), params)
+        # One linearization in the live θ leaves serves the right-hand side and the finiteness
+        # probe. The right-hand side b = B θ̇ is the one-step map, a single `linear_call`: each
+        # leaf of b is then linear in θ̇, also a leaf of F that does not depend on θ (its
+        # block of B is zero). Built from that linearization directly, such a leaf would be a
+        # constant zero, which the transpose of `custom_linear_solve` rejects (it needs every
+        # leaf of b to be a linear input) — reverse mode then failed with a bare AssertionError.
+        _, b_dot, _ = _linearize(problem.fn, x, params, live)
         _, a_dot = jax.linearize(lambda v: problem.map(v, params), x)
+        b = linear_call(
+            _one_step_map(problem.fn, live),
+            (x, params, jax.tree_util.tree_leaves(b_dot)),
+            live.pick_params(params_dot),
+            x,
+        )
 
         def solve(matvec, b):
             v, stats = self.linear_solver.solve(matvec, b)
             return _flag_linear_solve(v, stats, problem.throw)
 
-        v = jax.lax.custom_linear_solve(
-            lambda v: tree.sub(v, a_dot(v)), b_dot(params_dot), solve, solve
-        )
+        v = jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), b, solve, solve)
         return tree.scale(_finite_sensitivity(problem, params, live, b_dot), v)
 
 
@@ -113,16 +121,11 @@ def _finite_sensitivity(problem: Problem, params, live: Live, b_dot):
 
     Forward mode sees a non-finite ∂F/∂θ as a non-finite right-hand side of the linear solve;
     reverse mode would only produce θ̄ = Bᵀw = inf after a successful solve. ``b_dot`` (the
-    linearization θ̇ ↦ Bθ̇) applied to the all-ones direction of the live θ leaves, computed in
-    the forward pass, reports it the same way in both (a sum of finite terms is finite; an
+    linearization u̇ ↦ B u̇ in the live θ leaves u) applied to the all-ones direction, computed
+    in the forward pass, reports it the same way in both (a sum of finite terms is finite; an
     infinite partial derivative makes it inf or NaN).
     """
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    direction = [
-        jnp.ones_like(p) if on and jnp.issubdtype(p.dtype, jnp.inexact) else zero_cotangent(p)
-        for p, on in zip(leaves, live.params, strict=True)
-    ]
-    probe = b_dot(jax.tree_util.tree_unflatten(treedef, direction))
+    probe = b_dot([jnp.ones_like(p) for p in live.pick_params(params)])
     finite = tree.all_finite(probe)
     code = jnp.where(finite, RESULTS.successful, RESULTS.linear_nonfinite_input)
     one = jnp.ones((), tree.widest_dtype(probe))
