@@ -10,6 +10,7 @@ from . import linear_solve as linear_solve
 from . import nonsmooth as nonsmooth
 from . import prox as prox
 from ._errors import SolveError as SolveError
+from ._errors import UndeterminedDerivativeWarning as UndeterminedDerivativeWarning
 from ._fixed_point import fixed_point as fixed_point
 from ._implicit_solve import Supplied as Supplied
 from ._implicit_solve import custom_fixed_point as custom_fixed_point
