@@ -29,7 +29,7 @@ from ._linear_call import LinearMap, linear_call
 from ._loop import Carry, Problem
 from ._options import check_int
 from ._solution import RESULTS
-from ._tangents import Live, fill_none, instantiate_tree
+from ._tangents import Live, fill_zeros, instantiate_tree
 from .linear_solve import GMRES, AbstractLinearSolver, default_tol
 
 
@@ -343,7 +343,7 @@ def _one_step_map(fn, live: Live) -> LinearMap:
     def derivative(inner):
         def d(res, lin, res_dot):
             x, params, _ = res
-            x_dot, params_dot = fill_none(res_dot[0], x), fill_none(res_dot[1], params)
+            x_dot, params_dot = fill_zeros(res_dot[0], x), fill_zeros(res_dot[1], params)
             return jax.jvp(lambda x, p: inner(x, p, lin), (x, params), (x_dot, params_dot))[1]
 
         return d
