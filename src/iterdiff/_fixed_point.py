@@ -254,4 +254,9 @@ def _flag_failure(x_dot, tangents, result, mode: AbstractMode, throw: bool):
     scale = jnp.where(bad, jnp.nan, one)
     live = [t for t in jax.tree_util.tree_leaves(tangents, is_leaf=is_zero) if not is_zero(t)]
     leak = sum((jnp.sum(t).astype(one.dtype) for t in live), jnp.zeros_like(one))
-    return tree.tree_map(lambda t: (scale * t + (scale - 1) * leak).astype(t.dtype), x_dot)
+
+    def flag(t):  # in each leaf's own dtype (a float32 leaf beside float64 ones stays float32)
+        s = scale.astype(t.dtype)
+        return s * t + (s - 1) * leak.astype(t.dtype)
+
+    return tree.tree_map(flag, x_dot)

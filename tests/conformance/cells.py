@@ -6,6 +6,9 @@ aux)``, built once per (spec, mode, transform, wrapper) and reused by every exam
 spec (its numbers are arguments, so jit compiles it once).
 """
 
+import os
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,9 +119,24 @@ class Kink(Exception):
     """The fixed point of a prox map lies within 1e-3 of a kink: the example is discarded."""
 
 
+def log_example(*fields) -> None:
+    """One line per checked example in the file ``$ITERDIFF_CONFORMANCE_LOG`` (if set), so that
+    a long thorough run can be counted while it runs."""
+    path = os.environ.get("ITERDIFF_CONFORMANCE_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write("\t".join(str(f) for f in fields) + "\n")
+
+
 def run_cell(spec: ProblemSpec, nums: Numbers, mode: str, transform: str, wrapper: str):
     """Run one cell and check every member's result against the reference (raises
     AssertionError with the details, or `Kink`)."""
+    start = time.perf_counter()
+    _run_cell(spec, nums, mode, transform, wrapper)
+    log_example("cell", spec.kind, mode, transform, wrapper, f"{time.perf_counter() - start:.2f}s")
+
+
+def _run_cell(spec: ProblemSpec, nums: Numbers, mode: str, transform: str, wrapper: str):
     fn = program(spec, mode, transform, wrapper)
     if wrapper == "vmap":
         out, aux = fn(nums.data, nums.P_batch, nums.dP_batch, nums.u)

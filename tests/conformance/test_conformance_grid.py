@@ -21,7 +21,7 @@ from strategies import rates, seeds
 pytestmark = pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning")
 
 THOROUGH = os.environ.get("ITERDIFF_HYPOTHESIS") == "thorough"
-EAGER_EXAMPLES = 10 if THOROUGH else 1
+EAGER_EXAMPLES = 5 if THOROUGH else 1
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=[c.id for c in CELLS])

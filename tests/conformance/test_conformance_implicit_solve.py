@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cells import NO_SHRINK, SOLVERS, Kink, applies, check, make_mode
+from cells import NO_SHRINK, SOLVERS, Kink, applies, check, log_example, make_mode
 from generated import ETA, F64, build, params_tree, ravel64, theta_terms, user_map, x0
 from grid import TRANSFORMS, WRAPPERS
 from hypothesis import assume, given
@@ -165,16 +165,17 @@ def _run(spec, nums, mode, form, transform, wrapper, early):
 def _check_flagged(spec, out, aux):
     """A point is rejected exactly when its own residual misses the tolerance."""
     x, _, result, residual, _ = (np.asarray(a) for a in aux)
+    values = np.concatenate([np.ravel(np.asarray(a)) for a in jax.tree_util.tree_leaves(out)])
     tol = _tolerance(spec)
     threshold = tol + tol * float(np.max(np.abs(x), initial=0.0))
     if int(result) == RESULTS.successful:
         assert float(residual) <= threshold, f"accepted with residual {residual} > {threshold}"
-        assert np.all(np.isfinite(np.asarray(out)))
+        assert np.all(np.isfinite(values))
     else:
         assert int(result) == RESULTS.not_a_solution, int(result)
         # rounding of the residual near the threshold aside, the point really missed it
         assert float(residual) > threshold * (1 - 1e-6), f"rejected with residual {residual}"
-        assert np.all(np.isnan(np.asarray(jax.tree_util.tree_leaves(out)[0])))
+        assert np.all(np.isnan(values)), values
 
 
 @st.composite
@@ -208,3 +209,4 @@ def test_supplied_solution(case, rho, seed, transform, wrapper):
         _run(spec, build(spec, rho, seed), mode, form, transform, wrapper, early)
     except Kink:
         assume(False)
+    log_example("supplied", spec.kind, form, mode, transform, wrapper, early)

@@ -506,3 +506,34 @@ def test_none_nodes_second_order(mode, wrapper):
     `linear_call` derivatives) took None for a zero tangent and failed ('zip() argument 2 is
     shorter'); against the dense reference."""
     run_cell(NONE_SPEC, build(NONE_SPEC, 0.6, 7), mode, "hessian", wrapper)
+
+
+def _mixed(theta, throw: bool, max_steps: int, curved: bool = False):
+    """x = (float32 (2,), float64 ()): x̄ = (θ, θ)·(2, 2) since F = (x/2 + θ, x/2 + θ); with
+    ``curved``, F = (sin(x)/2 + θ, ...) (a nonzero second derivative)."""
+    g = jnp.sin if curved else (lambda v: v)
+
+    def F(x, t):
+        a, b = x
+        return (0.5 * g(a) + t.astype(jnp.float32), 0.5 * g(b) + t)
+
+    x0 = (jnp.zeros(2, jnp.float32), jnp.zeros((), jnp.float64))
+    sol = itd.fixed_point(F, x0, theta, throw=throw, max_steps=max_steps)
+    a, b = sol.value
+    return jnp.concatenate([a.astype(jnp.float64), b[None]])
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_mixed_dtypes_without_throw(transform):
+    """throw=False flags a derivative leaf by leaf in each leaf's dtype (it multiplied a float32
+    tangent by a float64 scale, which strict promotion rejects); a failed solve gives NaN."""
+    g = jax.jit(_transform(transform, lambda t: _mixed(t, False, 1000)))
+    got = np.asarray(g(jnp.asarray(0.3)))
+    d = np.full(3, 2.0)
+    want = {"jvp": d, "jacfwd": d, "jacrev": d, "grad": d.sum(), "hessian": 0.0}[transform]
+    # float32 leaves: the stopping tolerance 1e-5 and float32 rounding, times the safety factor
+    np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), atol=tolerances.SAFETY * 1e-5)
+    # (an affine F's second derivative is exactly zero wherever the solve stopped: the curved
+    # map makes the failed solve's derivatives of every order depend on x_K)
+    failed = jax.jit(_transform(transform, lambda t: _mixed(t, False, 1, True)))(jnp.asarray(0.3))
+    assert np.all(np.isnan(np.asarray(failed)))
