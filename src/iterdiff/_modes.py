@@ -141,8 +141,7 @@ def _warn_if_undetermined(solver: AbstractLinearSolver, matvec, v):
     p, _ = tree.normalize(_generic(v))
     u, _ = solver.solve(matvec, matvec(p))
     gap = tree.two_norm(tree.sub(u, p))
-    tol = solver.tol if getattr(solver, "tol", None) is not None else None
-    tol = default_tol(tree.least_precise_dtype(v)) if tol is None else tol
+    tol = getattr(solver, "tol", None) or default_tol(tree.least_precise_dtype(v))
     name = type(solver).__name__
     chosen = (
         "the minimum-norm one"

@@ -16,7 +16,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import problem_specs, rates, seeds
 
-pytestmark = pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning")
+pytestmark = [
+    pytest.mark.conformance,
+    pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning"),
+]
 
 
 @st.composite

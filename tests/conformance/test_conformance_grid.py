@@ -18,7 +18,10 @@ from grid import CELLS
 from hypothesis import assume, given, settings
 from strategies import rates, seeds
 
-pytestmark = pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning")
+pytestmark = [
+    pytest.mark.conformance,
+    pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning"),
+]
 
 THOROUGH = os.environ.get("ITERDIFF_HYPOTHESIS") == "thorough"
 EAGER_EXAMPLES = 5 if THOROUGH else 1

@@ -22,7 +22,10 @@ from strategies import problem_specs, rates, seeds
 import iterdiff as itd
 from iterdiff import RESULTS
 
-pytestmark = pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning")
+pytestmark = [
+    pytest.mark.conformance,
+    pytest.mark.filterwarnings("error::iterdiff.UndeterminedDerivativeWarning"),
+]
 
 FORMS = ("fixed_point", "root", "objective", "custom_fixed_point", "custom_root")
 

@@ -30,6 +30,7 @@ import tolerances
 from iterdiff import RESULTS
 from iterdiff.algorithms import HeavyBall, Nesterov
 
+pytestmark = pytest.mark.conformance
 LS = itd.linear_solve
 TRANSFORMS = ("jvp", "grad", "jacfwd", "jacrev", "hessian")
 WRAPPERS = ("eager", "jit", "vmap")
