@@ -8,7 +8,7 @@ one compiled program serves every example that shares a spec. `generated.build` 
 a rate and a seed into arrays and the map F.
 
 Names meant for reuse by other conformance tests: `LeafSpec`, `leaf_specs`, `tree_specs`,
-`ProblemSpec`, `problem_specs`, `rates`, `seeds`, `KINDS`.
+`ProblemSpec`, `problem_specs`, `rates`, `seeds`, `uniform`, `KINDS`.
 """
 
 import dataclasses
@@ -183,7 +183,7 @@ def problem_specs(
         sparse: draw dependency patterns (else every output leaf depends on every input leaf).
         max_x_leaves, max_p_leaves: leaf counts.
     """
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(uniform(kinds))
     x = draw(tree_specs(leaf_specs(x_dtypes), max_leaves=max_x_leaves))
     p_leaf = leaf_specs(p_dtypes)
     if deliveries:
@@ -203,6 +203,13 @@ def problem_specs(
         n_p = 1
     x_mask, p_mask = _masks(draw, kind, len(spec_leaves(x)), n_p, sparse)
     return ProblemSpec(x, params, theta_as_module, f_as_module, kind, x_mask, p_mask)
+
+
+def uniform(options):
+    """One of ``options``, uniformly (hypothesis starts `sampled_from` at its first option, so a
+    small budget would keep drawing it; a seeded `random.Random` spreads the draws)."""
+    options = tuple(options)
+    return st.randoms(use_true_random=True).map(lambda r: r.choice(options))
 
 
 def rates(low: float = 0.0, high: float = 0.9):
