@@ -25,6 +25,7 @@ _API = {
     "nonsmooth": "",
     "prox": "",
     "SolveError": "._errors",
+    "UndeterminedDerivativeWarning": "._errors",
     "fixed_point": "._fixed_point",
     "Supplied": "._implicit_solve",
     "custom_fixed_point": "._implicit_solve",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from . import nonsmooth as nonsmooth
     from . import prox as prox
     from ._errors import SolveError as SolveError
+    from ._errors import UndeterminedDerivativeWarning as UndeterminedDerivativeWarning
     from ._fixed_point import fixed_point as fixed_point
     from ._implicit_solve import Supplied as Supplied
     from ._implicit_solve import custom_fixed_point as custom_fixed_point

@@ -1,9 +1,11 @@
 """`fixed_point`: the entry point. Checks the inputs, traces F once, and hands the loop and the
 derivative rule to the mode through one `jax.custom_jvp`."""
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,20 +101,62 @@ def fixed_point(
 def _trace_once(F, x0, theta, has_aux: bool):
     """Trace F once: hoist the traced values it closes over into explicit parameters (so the
     custom_jvp below differentiates them instead of freezing them), check its output, and
-    return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program."""
+    return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program.
+
+    F may be a callable pytree (an `equinox.Module`, a bound method of one): its floating-point
+    array leaves are parameters like the values a function closes over. They are passed to the
+    traced program as arguments, not held by it, because `jax.closure_convert` caches its trace
+    on F itself (F must be hashable, and a pytree of arrays or tracers is not).
+    """
+    pure, arrays = _split_callable(F)
     try:
-        converted, consts = jax.closure_convert(F, x0, theta)
+        converted, consts = jax.closure_convert(pure, x0, theta, arrays)
     except Exception as err:
         _checks.note_failed_trace(err)
         raise
-    _checks.check_output(jax.eval_shape(converted, x0, theta, *consts), x0, has_aux)
+    _checks.check_output(jax.eval_shape(converted, x0, theta, arrays, *consts), x0, has_aux)
+    n = len(arrays)
 
     def fn(x, params):
         theta, consts = params
-        out = converted(x, theta, *consts)
+        out = converted(x, theta, consts[:n], *consts[n:])
         return out if has_aux else (out, None)
 
-    return fn, (theta, list(consts))
+    return fn, (theta, [*arrays, *consts])
+
+
+def _split_callable(F):
+    """``(pure, arrays)`` with ``pure(x, θ, arrays) = F(x, θ)``: the floating-point array leaves
+    of a callable pytree F taken out (none for a plain function, whose ``pure`` is cached)."""
+    leaves, treedef = jax.tree_util.tree_flatten(F)
+    hoist = [eqx.is_inexact_array(leaf) for leaf in leaves]
+    if not any(hoist):
+        return _call_with_no_arrays(F), []
+
+    def pure(x, theta, arrays):
+        it = iter(arrays)
+        new = [next(it) if h else leaf for leaf, h in zip(leaves, hoist, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, new)(x, theta)
+
+    return pure, [leaf for leaf, h in zip(leaves, hoist, strict=True) if h]
+
+
+_WRAPPERS: "weakref.WeakKeyDictionary[Any, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _call_with_no_arrays(F):
+    """``(x, θ, []) ↦ F(x, θ)``, one wrapper per F where F allows it (hashable, weakly
+    referable), so that closure_convert's cache (keyed on the function) still serves repeated
+    solves with the same F."""
+
+    def pure(x, theta, arrays):
+        del arrays
+        return F(x, theta)
+
+    try:
+        return _WRAPPERS.setdefault(F, pure)
+    except TypeError:  # unhashable (a pytree holding integer arrays) or no weak reference
+        return pure
 
 
 def _solve(problem: Problem, mode: AbstractMode, x0, params):
@@ -210,4 +254,9 @@ def _flag_failure(x_dot, tangents, result, mode: AbstractMode, throw: bool):
     scale = jnp.where(bad, jnp.nan, one)
     live = [t for t in jax.tree_util.tree_leaves(tangents, is_leaf=is_zero) if not is_zero(t)]
     leak = sum((jnp.sum(t).astype(one.dtype) for t in live), jnp.zeros_like(one))
-    return tree.tree_map(lambda t: (scale * t + (scale - 1) * leak).astype(t.dtype), x_dot)
+
+    def flag(t):  # in each leaf's own dtype (a float32 leaf beside float64 ones stays float32)
+        s = scale.astype(t.dtype)
+        return s * t + (s - 1) * leak.astype(t.dtype)
+
+    return tree.tree_map(flag, x_dot)

@@ -29,8 +29,8 @@ from ._linear_call import LinearMap, linear_call
 from ._loop import Carry, Problem
 from ._options import check_int
 from ._solution import RESULTS
-from ._tangents import Live, fill_none, instantiate_tree, zero_cotangent
-from .linear_solve import GMRES, AbstractLinearSolver
+from ._tangents import Live, fill_zeros, instantiate_tree
+from .linear_solve import GMRES, AbstractLinearSolver, default_tol
 
 
 class AbstractMode(eqx.Module):
@@ -91,21 +91,93 @@ class Implicit(AbstractMode):
 
     def tangent(self, problem, x0, params, x, cache, cache_live, x0_dot, params_dot):
         live = Live.of(x0_dot, params_dot)
-        params_dot = _params_tangent(params, params_dot)
-        if params_dot is None:
+        if not live.any_params:
             return tree.zeros_like(x)
-        # One linearization in θ serves the right-hand side and the finiteness probe.
-        _, b_dot = jax.linearize(lambda p: problem.map(x, p), params)
+        # One linearization in the live θ leaves serves the right-hand side and the finiteness
+        # probe. The right-hand side b = B θ̇ is the one-step map, a single `linear_call`: each
+        # leaf of b is then linear in θ̇, also a leaf of F that does not depend on θ (its
+        # block of B is zero). Built from that linearization directly, such a leaf would be a
+        # constant zero, which the transpose of `custom_linear_solve` rejects (it needs every
+        # leaf of b to be a linear input) — reverse mode then failed with a bare AssertionError.
+        _, b_dot, _ = _linearize(problem.fn, x, params, live)
         _, a_dot = jax.linearize(lambda v: problem.map(v, params), x)
-
-        def solve(matvec, b):
-            v, stats = self.linear_solver.solve(matvec, b)
-            return _flag_linear_solve(v, stats, problem.throw)
-
-        v = jax.lax.custom_linear_solve(
-            lambda v: tree.sub(v, a_dot(v)), b_dot(params_dot), solve, solve
+        b = linear_call(
+            _one_step_map(problem.fn, live),
+            (x, params, jax.tree_util.tree_leaves(b_dot)),
+            live.pick_params(params_dot),
+            x,
         )
+
+        name = type(self.linear_solver).__name__
+
+        def solve_transposed(matvec, b):
+            v, stats = self.linear_solver.solve(matvec, b)
+            return _flag_linear_solve(v, stats, problem.throw, name)
+
+        def solve(matvec, b):  # forward mode only (reverse mode transposes to the above)
+            v = solve_transposed(matvec, b)
+            return _warn_if_undetermined(self.linear_solver, matvec, v)
+
+        v = jax.lax.custom_linear_solve(lambda v: tree.sub(v, a_dot(v)), b, solve, solve_transposed)
         return tree.scale(_finite_sensitivity(problem, params, live, b_dot), v)
+
+
+def _warn_if_undetermined(solver: AbstractLinearSolver, matvec, v):
+    """v; with an `UndeterminedDerivativeWarning` if the solver cannot resolve every direction
+    of M = I − ∂ₓF, so that v (a tangent, forward mode) is one solution among many.
+
+    Reverse mode needs no such check: it solves Mᵀw = x̄ for the readout's own cotangent x̄,
+    which is consistent exactly when the readout does not see the null space of M, and
+    otherwise fails (`linear_inconsistent`, or no convergence). Forward mode solves Mv = Bθ̇,
+    which is consistent whenever the problem is (Sinkhorn's gauge), so its answer carries an
+    arbitrary null component that no later readout can detect. The evidence: the solver's
+    answer u to Mu = Mp for a fixed generic unit vector p. For M regular, u = p up to the
+    solver's accuracy; for M singular, u − p ≠ 0 is a null direction that the solver cannot
+    see (u lies in the range of M for Krylov solvers started at 0, in that of Mᵀ for least
+    squares). ‖u − p‖ > √tol (the bound the verdict of every solve uses for a trustworthy
+    answer) shows such a direction. Costs one more solve per forward derivative, independent
+    of the tangent (once under `jax.jacfwd`).
+    """
+    p, _ = tree.normalize(_generic(v))
+    u, _ = solver.solve(matvec, matvec(p))
+    gap = tree.two_norm(tree.sub(u, p))
+    tol = getattr(solver, "tol", None) or default_tol(tree.least_precise_dtype(v))
+    name = type(solver).__name__
+    chosen = (
+        "the minimum-norm one"
+        if name in ("LeastSquares", "DenseLeastSquares")
+        else "one that depends on the solver"
+    )
+
+    def describe(gap: float) -> str:
+        return (
+            f"forward-mode implicit derivative through a singular (or, for {name}, "
+            f"unresolvably ill-conditioned) system I − ∂ₓF: {name} maps (I − ∂ₓF)p back to a "
+            f"point {gap:.1e} away from a generic unit vector p, so the tangent of x is "
+            "determined only up to such null directions, and the one returned is "
+            f"{chosen}. The derivative of a readout that does not see them (a transport plan, "
+            "differences of gauge-dependent potentials) is determined; that of any other "
+            "readout (e.g. the sum of Sinkhorn potentials) is arbitrary. Reverse mode "
+            "(jax.grad) checks this for your readout; or fix the gauge inside F, or use "
+            "mode=Unrolled() for the derivative of the iterations that ran."
+        )
+
+    return _errors.warn_if(
+        v, ~(gap <= tol**0.5), gap, _errors.UndeterminedDerivativeWarning, describe
+    )
+
+
+def _generic(like):
+    """A fixed pseudo-random direction shaped like ``like`` (one Gaussian key per leaf)."""
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    keys = jax.random.split(jax.random.key(0x1D1FF), max(len(leaves), 1))
+    return jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            jax.random.normal(k, jnp.shape(a), jnp.result_type(a))
+            for k, a in zip(keys, leaves, strict=False)
+        ],
+    )
 
 
 def _finite_sensitivity(problem: Problem, params, live: Live, b_dot):
@@ -113,16 +185,11 @@ def _finite_sensitivity(problem: Problem, params, live: Live, b_dot):
 
     Forward mode sees a non-finite ∂F/∂θ as a non-finite right-hand side of the linear solve;
     reverse mode would only produce θ̄ = Bᵀw = inf after a successful solve. ``b_dot`` (the
-    linearization θ̇ ↦ Bθ̇) applied to the all-ones direction of the live θ leaves, computed in
-    the forward pass, reports it the same way in both (a sum of finite terms is finite; an
+    linearization u̇ ↦ B u̇ in the live θ leaves u) applied to the all-ones direction, computed
+    in the forward pass, reports it the same way in both (a sum of finite terms is finite; an
     infinite partial derivative makes it inf or NaN).
     """
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    direction = [
-        jnp.ones_like(p) if on and jnp.issubdtype(p.dtype, jnp.inexact) else zero_cotangent(p)
-        for p, on in zip(leaves, live.params, strict=True)
-    ]
-    probe = b_dot(jax.tree_util.tree_unflatten(treedef, direction))
+    probe = b_dot([jnp.ones_like(p) for p in live.pick_params(params)])
     finite = tree.all_finite(probe)
     code = jnp.where(finite, RESULTS.successful, RESULTS.linear_nonfinite_input)
     one = jnp.ones((), tree.widest_dtype(probe))
@@ -131,11 +198,12 @@ def _finite_sensitivity(problem: Problem, params, live: Live, b_dot):
     return jnp.where(finite, one, jnp.nan)
 
 
-def _flag_linear_solve(v, stats, throw: bool):
-    """v, or a raised error (throw=True) / NaN (throw=False) if the linear solve failed."""
+def _flag_linear_solve(v, stats, throw: bool, solver: str):
+    """v, or a raised error (throw=True) / NaN (throw=False) if the linear solve failed;
+    ``solver`` (its class name) tailors the advice of the message."""
     code = stats.result
     if throw:
-        return _errors.raise_if(v, code, True, "iterdiff.fixed_point (implicit derivative)")
+        return _errors.raise_if(v, code, True, "iterdiff.fixed_point (implicit derivative)", solver)
     return tree.where(code == RESULTS.successful, v, tree.full_like(v, jnp.nan))
 
 
@@ -274,7 +342,7 @@ def _one_step_map(fn, live: Live) -> LinearMap:
     def derivative(inner):
         def d(res, lin, res_dot):
             x, params, _ = res
-            x_dot, params_dot = fill_none(res_dot[0], x), fill_none(res_dot[1], params)
+            x_dot, params_dot = fill_zeros(res_dot[0], x), fill_zeros(res_dot[1], params)
             return jax.jvp(lambda x, p: inner(x, p, lin), (x, params), (x_dot, params_dot))[1]
 
         return d

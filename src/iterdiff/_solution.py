@@ -13,6 +13,28 @@ _TRY_FORWARD = (
 )
 
 
+_DENSE = ("LU", "DenseLeastSquares")  # materialise the matrix: no steps to run out of
+_ITERATIVE_WITH_STEPS = ("GMRES", "CG", "BiCGStab", "LeastSquares", "Neumann")
+
+# What a failed linear solve means, and the remedies to try, each with the solvers it is not
+# a remedy for (the solver in use is never told to try itself).
+_LINEAR: dict[int, tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]] = {}
+
+
+def _try(advice, solver: str | None) -> str:
+    """'Try a, b or c.' from the remedies that apply to ``solver``."""
+    steps_owner = solver if solver in _ITERATIVE_WITH_STEPS else "GMRES"
+    items = [
+        text.format(solver=steps_owner)
+        for text, not_for in advice
+        if solver is None or solver not in not_for
+    ]
+    if not items:
+        return ""
+    listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+    return " Try " + listed + "."
+
+
 class RESULTS:
     """Status codes, shared by the forward loop and the linear solves of the derivative.
 
@@ -44,17 +66,6 @@ class RESULTS:
             "starting point), or F itself produces NaN (e.g. log or division by zero, or a NaN "
             "in θ)."
         ),
-        linear_max_steps_reached: (
-            "the linear solve (I − ∂ₓF) v = b of the implicit derivative ran out of steps before "
-            "its residual met its tolerance. Try a larger max_steps for the linear solver "
-            "(e.g. Implicit(linear_solver=GMRES(max_steps=...))), LU() for small problems, or "
-            "mode=Unrolled()."
-        ),
-        linear_breakdown: (
-            "the linear solve (I − ∂ₓF) v = b broke down (a zero denominator in its recurrence) "
-            "before converging; I − ∂ₓF may be singular or indefinite. Try GMRES() (robust for "
-            "any nonsingular system) or LeastSquares() for singular consistent systems."
-        ),
         linear_nonfinite_input: (
             "the right-hand side of the implicit linear solve is NaN or inf: ∂F/∂θ (or the "
             "incoming cotangent) is not finite at the solution, so no finite derivative exists "
@@ -71,16 +82,6 @@ class RESULTS:
             "(e.g. the gauge of Sinkhorn potentials); differentiate a gauge-free readout, or "
             "use mode=Unrolled() for the derivative of the iterations that ran."
         ),
-        linear_ill_conditioned: (
-            "the system (I − ∂ₓF) v = b is singular or nearly so (∂ₓF has an eigenvalue ≈ 1 at "
-            "the solution): the estimated error of v exceeds √tol relative to v, either because "
-            "v is huge compared with b (rounding in I − ∂ₓF alone then costs the digits) or "
-            "because one more solver step along the final residual would change v that much, "
-            "although the residual met its tolerance. The derivative is not to be trusted. "
-            "Differentiate a readout that does not depend on that direction, try LU() for small "
-            "problems or a smaller tol, or use mode=Unrolled() for the derivative of the "
-            "iterations that ran."
-        ),
         not_a_solution: (
             "the point supplied by the solver is not a solution of the problem it was declared "
             "to solve: its residual (‖F(x) − x‖ for fixed_point=F, ‖G(x)‖ for root=G, ‖∇ₓf(x)‖ "
@@ -91,9 +92,19 @@ class RESULTS:
     }
 
     @classmethod
-    def describe(cls, code) -> str:
-        """A sentence that explains a status code."""
-        return cls._messages[int(code)]
+    def describe(cls, code, solver: str | None = None) -> str:
+        """A sentence that explains a status code.
+
+        Arguments:
+            code: a status code.
+            solver: the class name of the linear solver that produced a linear-solve code
+                (e.g. ``"GMRES"``); its advice then names only the other remedies.
+        """
+        code = int(code)
+        if code in _LINEAR:
+            what, advice = _LINEAR[code]
+            return what + _try(advice, solver)
+        return cls._messages[code]
 
     @classmethod
     def name(cls, code) -> str:
@@ -182,3 +193,49 @@ class Solution(eqx.Module):
 
 def status_array(code) -> Array:
     return jnp.asarray(code, jnp.int32)
+
+
+_LINEAR.update(
+    {
+        RESULTS.linear_max_steps_reached: (
+            "the linear solve (I − ∂ₓF) v = b of the implicit derivative ran out of steps before "
+            "its residual met its tolerance.",
+            (
+                (
+                    "a larger max_steps for the linear solver (e.g. "
+                    "Implicit(linear_solver={solver}(max_steps=...)))",
+                    _DENSE,
+                ),
+                ("LU() for small problems", _DENSE),
+                ("GMRES() (it minimises the residual over a growing Krylov space)", ("GMRES",)),
+                ("mode=Unrolled()", ()),
+            ),
+        ),
+        RESULTS.linear_breakdown: (
+            "the linear solve (I − ∂ₓF) v = b broke down (a zero denominator in its recurrence) "
+            "before converging; I − ∂ₓF may be singular or indefinite.",
+            (
+                ("GMRES() (robust for any nonsingular system)", ("GMRES",)),
+                ("LU() for small problems", _DENSE),
+                (
+                    "LeastSquares() (or DenseLeastSquares() for small problems) for singular "
+                    "consistent systems",
+                    ("LeastSquares", "DenseLeastSquares"),
+                ),
+            ),
+        ),
+        RESULTS.linear_ill_conditioned: (
+            "the system (I − ∂ₓF) v = b is singular or nearly so (∂ₓF has an eigenvalue ≈ 1 at "
+            "the solution): the estimated error of v exceeds √tol relative to v, either because "
+            "v is huge compared with b (rounding in I − ∂ₓF alone then costs the digits) or "
+            "because one more solver step along the final residual would change v that much, "
+            "although the residual met its tolerance. The derivative is not to be trusted.",
+            (
+                ("a readout that does not depend on that direction", ()),
+                ("LU() for small problems", _DENSE),
+                ("a smaller tol", ()),
+                ("mode=Unrolled() for the derivative of the iterations that ran", ()),
+            ),
+        ),
+    }
+)

@@ -31,15 +31,21 @@ def instantiate_tree(tangents, primals):
     return jax.tree_util.tree_map(instantiate, tangents, primals, is_leaf=is_zero)
 
 
-def fill_none(tangents, primals):
-    """Tangents given with None for zero (`linear_call` derivatives), made concrete."""
-    if tangents is None:
-        return jax.tree_util.tree_map(zero_cotangent, primals)
+class _ZeroTangent:
+    """The marker of a zero tangent in the tangents a `linear_call` derivative receives: a
+    leaf, unlike None, which is also a (leafless) node of the pytrees users pass as x and θ."""
+
+    def __repr__(self) -> str:
+        return "ZERO"
+
+
+ZERO = _ZeroTangent()
+
+
+def fill_zeros(tangents, primals):
+    """Tangents given with `ZERO` for zero (`linear_call` derivatives), made concrete."""
     return jax.tree_util.tree_map(
-        lambda t, p: zero_cotangent(p) if t is None else t,
-        tangents,
-        primals,
-        is_leaf=lambda t: t is None,
+        lambda t, p: zero_cotangent(p) if t is ZERO else t, tangents, primals
     )
 
 

@@ -34,7 +34,7 @@ from ._linear_call import LinearMap, linear_call
 from ._loop import Checkpoints, Layout
 from ._modes import AbstractMode
 from ._options import check_int
-from ._tangents import Live, fill_none
+from ._tangents import ZERO, Live, fill_zeros
 
 MEMORY = 16 * 2**20  # bytes of stored iterates per level by default
 ROWS = (16, 1024)  # the fewest and most stored iterates per level
@@ -292,15 +292,13 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
 
 
 def _live_in(res_dot, x0, params) -> Live:
-    """The inexact leaves of (x0, params) that carry a tangent in res_dot (None: zero)."""
+    """The inexact leaves of (x0, params) that carry a tangent in res_dot (`ZERO`: zero)."""
 
     def flags(tangents, primals):
         leaves = jax.tree_util.tree_leaves(primals)
-        if tangents is None:
-            return tuple(False for _ in leaves)
-        ts = jax.tree_util.tree_leaves(tangents, is_leaf=lambda t: t is None)
+        ts = jax.tree_util.tree_leaves(tangents)
         return tuple(
-            t is not None and jnp.issubdtype(jnp.result_type(p), jnp.inexact)
+            t is not ZERO and jnp.issubdtype(jnp.result_type(p), jnp.inexact)
             for t, p in zip(ts, leaves, strict=True)
         )
 
@@ -396,4 +394,4 @@ def _seed_diff(d, x_bar):
 
 
 def _fill(res_dot, x0, params):
-    return fill_none(res_dot[0], x0), fill_none(res_dot[1], params)
+    return fill_zeros(res_dot[0], x0), fill_zeros(res_dot[1], params)

@@ -155,7 +155,6 @@ class Auto(AbstractMode):
         quiet = problem._replace(throw=False, observers={})
         # the rules at x_K restart the loop there with no step to take
         at_x = quiet._replace(rule=quiet.rule._replace(max_steps=0))
-        x = jax.lax.stop_gradient(x)
         unrolled, one_step, least_squares, implicit = self.rules()
 
         def branch(mode, problem, start):
