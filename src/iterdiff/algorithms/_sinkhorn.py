@@ -48,11 +48,13 @@ class Sinkhorn(AbstractAlgorithm):
     c-transform of ψ, finite; the true potential f_i = φ_i + ε log a_i is −∞ (`potentials`).
 
     Gauge: T(φ + c1) = T(φ) + c1, so ∂T has the eigenvalue 1 (eigenvector 1) and I − ∂T is
-    singular (docs/theory.md §2). The map used here is F(φ) = T(φ) − mean(T(φ))·1, which picks
-    the representative with mean zero. F is invariant to constants (∂F 1 = 0), its Jacobian
-    (I − 11ᵀ/n)∂T has spectrum {0} ∪ spec(∂T) \\ {1}, so I − ∂F is invertible and the iterates and
-    their derivatives converge linearly at the rate of the second eigenvalue of ∂T. With equal
-    masses Σa = Σb its fixed points are exactly the Sinkhorn fixed points with mean(φ) = 0. So
+    singular (docs/theory.md §2). The map used here is F(φ) = T(φ) − mean_S(T(φ))·1, with
+    mean_S the mean over the support S = {i : a_i > 0}, which picks the representative with
+    mean_S(φ) = 0. F is invariant to constants (∂F 1 = 0), its Jacobian (I − 1wᵀ)∂T (w the
+    uniform weights on S) has spectrum {0} ∪ spec(∂T) \\ {1}, so I − ∂F is invertible and the
+    iterates and their derivatives converge linearly at the rate of the second eigenvalue of
+    ∂T. With equal masses Σa = Σb its fixed points are exactly the Sinkhorn fixed points with
+    mean_S(φ) = 0. So
     implicit differentiation with the default GMRES is exact, and dP̂ is gauge independent with
     zero row and column sums when a and b are held fixed (Pauwels & Vaiter, "The derivatives of
     Sinkhorn–Knopp converge", SIAM J. Optim. 2023).
@@ -118,7 +120,12 @@ class Sinkhorn(AbstractAlgorithm):
         cost, a, b, eps = self.problem(theta)
         psi = self.scaled_g(phi, theta)
         t = -eps * _log_weighted_sum_exp((psi[None, :] - cost) / eps, b[None, :], axis=1)
-        return t - jnp.mean(t) + _invalid(a, b, t.dtype)
+        # The gauge: the mean over the support of a, so that zero-weight rows (whose φ_i no
+        # other coordinate sees) cannot shift the others, not even by rounding.
+        support = a > 0
+        count = jnp.maximum(jnp.sum(support), 1).astype(t.dtype)
+        mean = jnp.sum(jnp.where(support, t, 0.0)) / count
+        return t - mean + _invalid(a, b, t.dtype)
 
     def potentials(self, phi, theta):
         """The dual potentials (f, g) = (φ + ε log a, ψ(φ) + ε log b), −∞ at zero weights."""
