@@ -76,6 +76,7 @@ class Algorithm(NamedTuple):
     max_steps: int = 5_000
     known_failures: tuple = ()  # (mode, transform) pairs failing for a reason filed elsewhere
     heavy: bool = False  # slow to run eagerly (every call recompiles): eager cells go elsewhere
+    float32_in_ci: bool = False  # an explicit float32 example in ci (thorough: all of them)
 
 
 def solve(spec: Algorithm, mode, throw: bool, theta):
@@ -107,7 +108,8 @@ class LastResiduals(itd.AbstractObserver):
 
 @functools.cache
 def info_fn(spec: Algorithm):
-    """(readout, state, steps, r_{K−1}, r_K, result) of a solve with throw=False, jitted."""
+    """(readout, state, steps, r_{K−1}, r_K, result, ∂ₓF at x_K flattened) of a solve with
+    throw=False, jitted (∂ₓF only sizes the tolerances: ρ and ‖(I − ∂ₓF)⁻¹‖)."""
 
     def info(theta):
         algorithm, x0 = spec.build(theta)
@@ -121,29 +123,13 @@ def info_fn(spec: Algorithm):
             throw=False,
             observe={"last": LastResiduals()},
         )
+        flat, unravel = ravel_pytree(sol.value)
+        A = jax.jacfwd(lambda v: ravel_pytree(algorithm.F(unravel(v), theta))[0])(flat)
         previous = sol.stats["last"][0]
-        return (
-            algorithm.readout(sol.value, theta),
-            sol.value,
-            sol.steps,
-            previous,
-            sol.residual,
-            sol.result,
-        )
+        readout = algorithm.readout(sol.value, theta)
+        return readout, sol.value, sol.steps, previous, sol.residual, sol.result, A
 
     return jax.jit(info)
-
-
-@functools.cache
-def map_jacobian_fn(spec: Algorithm):
-    """∂ₓF at a state, flattened (only to size the tolerances: ρ and ‖(I − ∂ₓF)⁻¹‖)."""
-
-    def jac(state, theta):
-        algorithm, _ = spec.build(theta)
-        flat, unravel = ravel_pytree(state)
-        return jax.jacfwd(lambda v: ravel_pytree(algorithm.F(unravel(v), theta))[0])(flat)
-
-    return jax.jit(jac)
 
 
 TRANSFORMS = ("jvp", "grad", "jacfwd", "jacrev")
@@ -195,7 +181,7 @@ def solved(spec: Algorithm, case: Case, i: int, mode_name: str) -> float:
     theta = case.thetas[i]
     dtype = jnp.dtype(ravel_pytree(theta)[0].dtype)
     tol = TOL[dtype]
-    out, state, steps, previous, residual, result = jax.device_get(info_fn(spec)(theta))
+    out, state, steps, previous, residual, result, A = jax.device_get(info_fn(spec)(theta))
     steps, previous, residual, result = int(steps), float(previous), float(residual), int(result)
     # 1. success exactly when the map's residual meets the rule ‖F(x) − x‖∞ ≤ tol·(1 + ‖x‖∞)
     threshold = tol + tol * float(itd.max_norm(state))
@@ -204,7 +190,7 @@ def solved(spec: Algorithm, case: Case, i: int, mode_name: str) -> float:
     assume(result == itd.RESULTS.successful)  # a drawn problem too slow for max_steps is skipped
     # 2. ... and then the problem's optimality condition: the reference solution, within the
     # stopping bound ‖x_K − x̄‖ ≤ ‖(I − ∂ₓF)⁻¹‖·r, plus rounding of both solves
-    A = np.asarray(map_jacobian_fn(spec)(state, theta), np.float64)
+    A = np.asarray(A, np.float64)
     n = A.shape[0]
     amplification = float(np.linalg.norm(np.linalg.pinv(np.eye(n) - A), np.inf))
     rho = 1.0 - 1.0 / max(amplification, 1.0 + 1e-12)
@@ -318,12 +304,15 @@ def deal(specs):
 
 
 def cover(spec: Algorithm, **fixed):
-    """The explicit examples of ``spec``: its share of the cells, and float32."""
+    """The explicit examples of ``spec``: its share of the cells, and float32 (in ci for one
+    algorithm of each family; the thorough profile draws float32 for all of them)."""
 
     def decorate(test):
         for cell in SHARE[spec.name]:
             test = example(**fixed, cell=cell, wide=True)(test)
-        return example(**fixed, cell=F32_CELL, wide=False)(test)
+        if spec.float32_in_ci or THOROUGH:
+            test = example(**fixed, cell=F32_CELL, wide=False)(test)
+        return test
 
     return decorate
 
@@ -332,10 +321,14 @@ F32_CELL = ("implicit", "jvp", "jit")
 
 
 def cells_of(spec: Algorithm):
-    """The cells random examples draw from; eager ones (which recompile every inner loop at
-    every call) 1 time in 4 as often as the others."""
-    pool = all_cells(spec) if THOROUGH else SHARE[spec.name]
-    return st.sampled_from([c for c in pool for _ in range(1 if c[2] == "eager" else 4)])
+    """The cells random examples draw from: in ci the share's jit and vmap cells (compiled once;
+    its eager cells, which recompile every inner loop at every call, run in the explicit
+    examples only); thorough: all cells, eager ones 1 time in 8 as often as the others."""
+    if THOROUGH:
+        pool = [c for c in all_cells(spec) for _ in range(1 if c[2] == "eager" else 8)]
+    else:
+        pool = [c for c in SHARE[spec.name] if c[2] != "eager"] or [F32_CELL]
+    return st.sampled_from(pool)
 
 
 def dtype_of(wide: bool, cell) -> jnp.dtype:
@@ -423,6 +416,7 @@ GD = Algorithm(
     "GradientDescent",
     lambda th: (alg.GradientDescent(smooth_grad, step=lambda t: t["step"]), zeros_x0(th)),
     ("implicit", "unrolled"),
+    float32_in_ci=True,
 )
 
 
@@ -571,6 +565,7 @@ FORWARD_BACKWARD = Algorithm(
     "ForwardBackward",
     lambda th: (alg.ForwardBackward(lasso_grad, prox_g, step=lambda t: t["step"]), lasso_x0(th)),
     ("implicit", "unrolled"),
+    float32_in_ci=True,
 )
 
 
@@ -664,6 +659,7 @@ INTERIOR_POINT = Algorithm(
     ("implicit", "unrolled", "onestep"),
     max_steps=100,
     heavy=True,
+    float32_in_ci=True,
 )
 
 
@@ -780,6 +776,7 @@ SINKHORN = Algorithm(
     lambda th: (_RavelPlan(), _RavelPlan().init(th)),
     ("implicit", "unrolled"),
     heavy=True,
+    float32_in_ci=True,
 )
 
 
