@@ -42,6 +42,10 @@ MODES = {"implicit": itd.Implicit(), "unrolled": itd.Unrolled(), "onestep": itd.
 WRAPS = ("jit", "vmap", "eager")
 F64, F32 = jnp.dtype(jnp.float64), jnp.dtype(jnp.float32)
 TOL = {F64: 1e-12, F32: 1e-5}  # the forward stopping tolerance (rtol = atol) per dtype
+# A bound on the relative Lipschitz constant of x ↦ (∂ₓF, ∂_θF)/‖J‖ on the generated problems:
+# their data, solutions and Jacobians are of unit scale (spectra in [1, 10], |x̄| ~ 1,
+# weights and costs in [0, 1], ε ≥ 0.1), so second derivatives of F are O(1)–O(10) relative.
+CURVATURE = 10.0
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -202,14 +206,16 @@ def solved(spec: Algorithm, case: Case, i: int, mode_name: str) -> float:
         tolerances.rounding(dtype, cond=cond, n=n)
     )
     assert gap <= allowed, f"solution off by {gap:.3g} > {allowed:.3g}"
-    # 3. the derivative's tolerance, relative to the largest entry of the reference Jacobian
+    # 3. the derivative's tolerance, relative to the largest entry of the reference Jacobian.
+    # J(x) = (I − ∂ₓF)⁻¹∂_θF at x differs from J(x̄) by ≤ CURVATURE·‖(I − ∂ₓF)⁻¹‖·‖x − x̄‖
+    # (relative); Implicit and OneStep evaluate it at x_K. Unrolled: e_K = ∂ₓF e_{K−1} +
+    # O(‖x_{K−1} − x̄‖) (the last update is taken at x_{K−1}), a sum of K terms each at most
+    # the last one's: K times that bound at x_{K−1}.
     if mode_name == "unrolled":
-        # e_K = ∂ₓF e_{K−1} + O(‖x_{K−1} − x̄‖) (the last update is taken at x_{K−1}): a sum of
-        # K terms, each at most the one of the last step, ‖(I − ∂ₓF)⁻¹‖·‖x_{K−1} − x̄‖
         distance = tolerances.stopping(previous, rho) * steps
-    else:  # J at x_K differs from J at x̄ by ~ ‖(I − ∂ₓF)⁻¹‖·‖x_K − x̄‖ (relative)
+    else:
         distance = tolerances.stopping(residual, rho)
-    relative = tolerances.rounding(dtype, cond=cond, n=n) + amplification * distance
+    relative = tolerances.rounding(dtype, cond=cond, n=n) + CURVATURE * amplification * distance
     if mode_name == "onestep":
         # J^OS = ∂_θF(x_K) = (I − A)J: off by A J, with A = ∂ₓF(x_K) (→ 0 only at the limit)
         norm_a = float(np.linalg.norm(A, np.inf))
@@ -368,18 +374,27 @@ def smooth_reference(th, extra_keys=()):
     def f(x):
         return 0.5 * x @ S @ x - b @ x + lam * np.sum(np.logaddexp(x, -x))
 
+    def grad(x):
+        return S @ x - b + lam * np.tanh(x)
+
+    def floor(x):  # the rounding level of ∇f(x)
+        return 1e3 * np.finfo(float).eps * (np.abs(S).sum(1).max() * np.abs(x).max() + 1 + lam)
+
     x = np.zeros_like(b)
     for _ in range(200):
-        g = S @ x - b + lam * np.tanh(x)
-        if np.max(np.abs(g)) <= 1e-15 * (1 + np.max(np.abs(b))):
+        g = grad(x)
+        if np.max(np.abs(g)) <= floor(x):
             break
         d = -np.linalg.solve(S + lam * np.diag(1 - np.tanh(x) ** 2), g)
-        eta = 1.0
-        while f(x + eta * d) > f(x) + 1e-4 * eta * g @ d + 1e-15 * abs(f(x)) and eta > 1e-12:
+        eta = 1.0  # Armijo, or any step that lowers ‖∇f‖ (the quadratic phase, where f is flat)
+        while (
+            f(x + eta * d) > f(x) + 1e-4 * eta * g @ d
+            and np.linalg.norm(grad(x + eta * d)) >= np.linalg.norm(g)
+            and eta > 1e-12
+        ):
             eta /= 2
         x = x + eta * d
-    g = S @ x - b + lam * np.tanh(x)
-    assert np.max(np.abs(g)) <= 1e-13 * (1 + np.max(np.abs(b))), "reference Newton failed"
+    assert np.max(np.abs(grad(x))) <= floor(x), "reference Newton failed"
     n = SMOOTH_N
     H = 0.5 * (Q + Q.T) + lam * np.diag(1 - np.tanh(x) ** 2)
     eye = np.eye(n)
@@ -1010,3 +1025,26 @@ def test_every_cell_runs_in_ci():
     assert dealt == {(m, t, w) for m in MODES for t in TRANSFORMS for w in WRAPS}
     for spec in SPECS:
         assert {c[0] for c in SHARE[spec.name]} == set(spec.modes), spec.name
+
+
+ITEM3 = (
+    "issue 28 item 3 (a failed line search's smallest step passes the stopping rule), "
+    "on conformance-root"
+)
+
+
+@pytest.mark.xfail(reason=ITEM3, strict=True)
+def test_newton_line_search_reports_success_only_at_a_stationary_point():
+    """Newton with Armijo backtracking on a nonconvex f (a double well started where the
+    Hessian is negative: the Newton direction is uphill, no trial passes) must not report
+    success where ‖∇f‖∞ = 0.27: the smallest trial step (0.5²⁹) is below the stopping rule."""
+
+    def f(x, t):
+        return jnp.sum(x**4 / 4 - t * x**2 / 2)
+
+    newton = alg.Newton(f, line_search=alg.BacktrackingLineSearch())
+    sol = jax.jit(lambda t: itd.fixed_point(newton.F, jnp.asarray([0.1, 0.3]), t, throw=False))(
+        jnp.asarray(1.0)
+    )
+    gradient = float(jnp.max(jnp.abs(jax.grad(f)(sol.value, 1.0))))
+    assert not (bool(sol.converged) and gradient > 1e-6), (int(sol.steps), gradient)
