@@ -10,13 +10,16 @@ in their valid ranges, float64 and float32 — each property checks:
 * the derivatives of the readout with respect to the whole parameter pytree, in the modes that
   apply, match a dense reference that does not use the library (the implicit function theorem
   on the problem's own optimality conditions, in closed form or by dense autodiff of those
-  conditions), in jvp, grad, jacfwd and jacrev at once, eager, under `jax.jit` and under
-  `jax.vmap` (one cell of mode × wrap per example; explicit examples put every cell in the ci
-  run).
+  conditions), in one cell of mode × {jvp, grad, jacfwd, jacrev} × {jit, vmap, eager} per
+  example. Every cell is dealt to some algorithm whose explicit examples run it, so the ci
+  profile covers the whole grid; the thorough profile (ITERDIFF_HYPOTHESIS=thorough, 500
+  examples per property) draws from all of each algorithm's cells.
 
-Shapes are fixed per algorithm and every number is in θ, so each (algorithm, mode, wrap, dtype)
-compiles once per session. A problem is drawn as (seed, a few hyperparameters): NumPy makes
-the data from the seed, hypothesis shrinks the hyperparameters.
+Shapes are fixed per algorithm and every number is in θ, so each (algorithm, mode, transform,
+wrap, dtype) compiles once per session. A problem is drawn as (seed, a few hyperparameters):
+NumPy makes the data from the seed, hypothesis shrinks the hyperparameters. Tolerances come
+from tests/tolerances.py: rounding at the conditioning of the reference's linear system and of
+I − ∂ₓF, and the stopping bound ‖x_K − x̄‖ ≤ ‖(I − ∂ₓF)⁻¹‖·‖F(x_K) − x_K‖.
 """
 
 import functools
