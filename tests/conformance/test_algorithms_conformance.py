@@ -39,7 +39,6 @@ import iterdiff as itd
 import tolerances
 from iterdiff import algorithms as alg
 
-ITEM1 = "issue 28 item 1, fixed on conformance-core"
 
 MODES = {"implicit": itd.Implicit(), "unrolled": itd.Unrolled(), "onestep": itd.OneStep()}
 WRAPS = ("jit", "vmap", "eager")
@@ -886,12 +885,11 @@ def require(condition):
     assert condition, "the fixed problem of this test lost its stable support"
 
 
-@pytest.mark.xfail(reason=ITEM1, raises=AssertionError, strict=True)
 @pytest.mark.parametrize("spec", [HEAVY_BALL, NESTEROV, FISTA], ids=lambda s: s.name)
 @pytest.mark.parametrize("transform", ["grad", "jacrev"])
 def test_momentum_implicit_reverse_mode(spec, transform):
     """The cells the momentum properties leave out: Implicit grad and jacrev (issue 28 item 1:
-    a leaf of F that ignores θ crashes the transpose of the implicit linear solve)."""
+    a leaf of F that ignores θ once crashed the transpose of the implicit linear solve)."""
     if spec is FISTA:
         case = lasso_case(0, 4.0, 0.2, 0.1, F64, nesterov_hyper(0.8, 0.5), require=require)
     else:
