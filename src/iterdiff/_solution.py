@@ -19,7 +19,7 @@ class RESULTS:
     Stored as int32 arrays (`Solution.result`, `LinearSolveStats.result`) so they survive jit
     and vmap; `RESULTS.describe(code)` gives the message. Codes 1–2 come from the forward
     loop, codes 3–8 from a linear solve, code 9 from the check of a point supplied by another
-    solver (`implicit_solve`).
+    solver (`implicit_solve`), code 10 from `root` and `argmin`.
     """
 
     successful = 0
@@ -32,6 +32,7 @@ class RESULTS:
     linear_inconsistent = 7
     linear_ill_conditioned = 8
     not_a_solution = 9
+    stalled = 10
 
     _messages = {
         successful: "converged.",
@@ -87,6 +88,15 @@ class RESULTS:
             "for objective=f) is above atol + rtol·‖x‖, so the implicit derivative there would "
             "be wrong. Check that the solver solves that problem with the same θ, tighten the "
             "solver's own tolerance, or loosen tol (or rtol/atol)."
+        ),
+        stalled: (
+            "Newton's method stopped at a point that does not solve the problem: ‖G(x)‖ (root) "
+            "or ‖∇ₓf(x)‖ (argmin) is above atol + rtol·‖x‖, and the line search found no step "
+            "that decreases the merit (½‖G‖² for root, f for argmin) along the Newton direction "
+            "or the gradient direction. x may be near a local minimum of ‖G‖ that is not a root "
+            "(no root nearby), G or f may be NaN or inf close to x, or the tolerance may be below "
+            "the accuracy the precision allows. Try another x0, a looser tol (or rtol/atol), or "
+            "check G or f near x. The point is not differentiated."
         ),
     }
 
