@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _checks, _errors
 from . import _tree as tree
+from ._closure import hoist_closure
 from ._loop import Problem, Rule
 from ._modes import AbstractMode, Implicit
 from ._observe import AbstractObserver
@@ -101,7 +102,7 @@ def _trace_once(F, x0, theta, has_aux: bool):
     custom_jvp below differentiates them instead of freezing them), check its output, and
     return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program."""
     try:
-        converted, consts = jax.closure_convert(F, x0, theta)
+        converted, consts = hoist_closure(F, x0, theta)
     except Exception as err:
         _checks.note_failed_trace(err)
         raise
