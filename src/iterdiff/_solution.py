@@ -9,7 +9,8 @@ from jax import Array
 
 _TRY_FORWARD = (
     "Try a larger max_steps, a looser tol (or rtol/atol), Picard(damping=...) or Anderson(), "
-    "or check that x ↦ F(x, θ) is a contraction near the solution."
+    "or check that x ↦ F(x, θ) is a contraction near the solution (root, argmin: another x0, "
+    "or check that a root or minimiser exists near it)."
 )
 
 
@@ -37,8 +38,9 @@ class RESULTS:
     _messages = {
         successful: "converged.",
         max_steps_reached: (
-            "the forward solve did not converge within max_steps: ‖F(x) − x‖ is still above "
-            "atol + rtol·‖x‖. " + _TRY_FORWARD
+            "the forward solve did not converge within max_steps: its residual (‖F(x) − x‖ for "
+            "fixed_point; ‖G(x)‖ for root, ‖∇ₓf(x)‖ for argmin) is still above atol + rtol·‖x‖. "
+            + _TRY_FORWARD
         ),
         nonfinite: (
             "the iterates became NaN or inf. F may diverge from x0 (try damping or a better "
