@@ -42,25 +42,42 @@ def _check_line_search(owner: str, line_search) -> None:
         )
 
 
-def _stop_when_solved(x, flat, unravel, residual_tree, step, direction, accepted, rule):
-    """x + step, or x itself (the value; with the derivative of the full step x + direction)
-    where the problem's residual meets the rule or the line search failed; and the aux
-    (norm of the residual, whether it met the rule)."""
+@jax.custom_jvp
+def _tangent_only(d):
+    """0, with the tangent of d: the value is exactly 0 even where d is not finite."""
+    return jnp.zeros_like(d)
+
+
+@_tangent_only.defjvp
+def _tangent_only_jvp(primals, tangents):
+    return jnp.zeros_like(primals[0]), tangents[0]
+
+
+def _solved(rule, x, residual_tree):
+    """(norm of the residual, whether it meets the rule atol + rtol·norm(x))."""
     norm, rtol, atol = rule
     residual = norm(residual_tree)
-    solved = residual <= atol + rtol * norm(x)
+    return residual, residual <= atol + rtol * norm(x)
+
+
+def _stop_when_solved(flat, unravel, residual, solved, step, direction, accepted):
+    """x + step, or x itself where the problem is solved or the line search failed; and the aux
+    (residual, solved). A stopped x keeps the derivative of the full step x + direction, with
+    the direction exact (unmodified) Newton where solved: there ∂ₓF = 0 and ∂_θF is the
+    derivative of the solution (every mode is exact), and where the Jacobian or Hessian is
+    singular (a degenerate solution, no derivative) it is NaN."""
     move = ~solved & accepted
-    frozen = direction - jax.lax.stop_gradient(direction)  # 0, with the derivative of d
-    return unravel(flat + jnp.where(move, step, frozen)), (residual, solved)
+    return unravel(flat + jnp.where(move, step, _tangent_only(direction))), (residual, solved)
 
 
 def newton_root_map(G: Callable[[Any, Any], Any], line_search, rule):
     """Newton's map x ↦ x − η [∂ₓG + E]⁻¹ G for a square system G(x, θ) = 0 (x flattened; the
     Jacobian is dense, n×n), returning ``(x', (‖G(x)‖, solved))``.
 
-    E = 0 unless ∂ₓG is singular or nearly so (`floored_jacobian_direction`). η is chosen by
-    Armijo backtracking on the merit ½‖G‖², along which the Newton direction has slope −‖G‖²,
-    then along the merit's gradient direction −∂ₓGᵀG/‖∂ₓG‖²_F (η = 1 without a line search)."""
+    E = 0 unless ∂ₓG is singular or nearly so (`floored_jacobian_direction`) away from a root.
+    η is chosen by Armijo backtracking on the merit ½‖G‖², along which the Newton direction has
+    slope −‖G‖², then along the merit's gradient direction −∂ₓGᵀG/‖∂ₓG‖²_F (η = 1 without a
+    line search)."""
 
     def F(x, theta):
         flat, unravel = ravel_pytree(x)
@@ -69,8 +86,9 @@ def newton_root_map(G: Callable[[Any, Any], Any], line_search, rule):
             return ravel_pytree(G(unravel(v), theta))[0]
 
         gx = g(flat)
+        residual, solved = _solved(rule, x, unravel(gx))
         jac = jax.jacfwd(g)(flat)
-        d = floored_jacobian_direction(jac, gx)
+        d = floored_jacobian_direction(jac, gx, solved)
 
         def merit(v):
             r = g(v)
@@ -79,10 +97,9 @@ def newton_root_map(G: Callable[[Any, Any], Any], line_search, rule):
         grad = jac.T @ gx
         scale = jax.lax.stop_gradient(jnp.sum(jac * jac))
         steepest = -grad / jnp.where(scale > 0, scale, 1.0)
-        step, accepted = descend(
-            line_search, merit, flat, 0.5 * jnp.dot(gx, gx), grad, (d, steepest)
-        )
-        return _stop_when_solved(x, flat, unravel, unravel(gx), step, d, accepted, rule)
+        m0 = 0.5 * jnp.dot(gx, gx)
+        step, accepted = descend(line_search, merit, flat, m0, grad, (d, steepest))
+        return _stop_when_solved(flat, unravel, residual, solved, step, d, accepted)
 
     return F
 
@@ -93,10 +110,13 @@ def newton_argmin_map(f: Callable[[Any, Any], Any], line_search, rule):
 
     def F(x, theta):
         flat, unravel = ravel_pytree(x)
-        s = newton_step(scalar_objective("argmin", f, unravel, theta), flat, line_search)
-        return _stop_when_solved(
-            x, flat, unravel, unravel(s.gradient), s.step, s.direction, s.accepted, rule
-        )
+
+        def solved_at(g):  # the Newton step is exact (unmodified) where x solves the problem
+            return _solved(rule, x, unravel(g))[1]
+
+        s = newton_step(scalar_objective("argmin", f, unravel, theta), flat, line_search, solved_at)
+        residual, solved = _solved(rule, x, unravel(s.gradient))
+        return _stop_when_solved(flat, unravel, residual, solved, s.step, s.direction, s.accepted)
 
     return F
 

@@ -93,47 +93,48 @@ def floor_scale(magnitudes):
     return jnp.sqrt(jnp.finfo(magnitudes.dtype).eps) * jnp.where(big > 0, big, 1.0)
 
 
-def modified_hessian_direction(hess, g):
+def modified_hessian_direction(hess, g, exact=False):
     """d = −(H + E)⁻¹ g, a descent direction for f whatever the sign of its curvature.
 
-    E = 0 when H is positive definite (its Cholesky factorisation succeeds): Newton's step.
-    Otherwise H + E = Q·diag(max(|λᵢ|, δ))·Qᵀ for H = Q·diag(λ)·Qᵀ: negative curvature is
-    replaced by its magnitude (the step goes downhill along it, at Newton's scale, instead of
-    uphill towards a saddle or maximum), and curvature below δ = `floor_scale`(|λ|) is raised
-    to δ. E is a constant for differentiation (computed under stop_gradient).
+    E = 0 when H is positive definite (its Cholesky factorisation succeeds), or where ``exact``
+    (a boolean array) is True: Newton's step. Otherwise H + E = Q·diag(max(|λᵢ|, δ))·Qᵀ for
+    H = Q·diag(λ)·Qᵀ: negative curvature is replaced by its magnitude (the step goes downhill
+    along it, at Newton's scale, instead of uphill towards a saddle or maximum), and curvature
+    below δ = `floor_scale`(|λ|) is raised to δ. E is a constant for differentiation (computed
+    under stop_gradient).
     """
     h = sg(hess)
     h = 0.5 * (h + h.T)
-    definite = jnp.all(jnp.isfinite(jnp.linalg.cholesky(h)))
+    keep = jnp.all(jnp.isfinite(jnp.linalg.cholesky(h))) | exact
 
     def modification(h):
         lam, q = jnp.linalg.eigh(h)
         target = jnp.maximum(jnp.abs(lam), floor_scale(jnp.abs(lam)))
         return (q * (target - lam)) @ q.T
 
-    e = jax.lax.cond(definite, jnp.zeros_like, modification, h)
+    e = jax.lax.cond(keep, jnp.zeros_like, modification, h)
     return -jnp.linalg.solve(hess + e, g)
 
 
-def floored_jacobian_direction(jac, r):
+def floored_jacobian_direction(jac, r, exact=False):
     """d = −(J + E)⁻¹ r for the square system r(x) = 0: a descent direction for ½‖r‖².
 
-    E = 0 when Newton's direction −J⁻¹r is finite and descends: its slope on ½‖r‖² is
-    rᵀJd = −‖r‖² in exact arithmetic, and it is accepted when the computed slope is at most
-    −½‖r‖². Otherwise (J singular or nearly so) J + E = U·diag(max(σᵢ, δ))·Vᵀ for the singular
-    value decomposition J = U·diag(σ)·Vᵀ, with δ = `floor_scale`(σ); its slope
+    E = 0 where ``exact`` is True, and where Newton's direction −J⁻¹r is finite and descends:
+    its slope on ½‖r‖² is rᵀJd = −‖r‖² in exact arithmetic, and it is accepted when the computed
+    slope is at most −½‖r‖². Otherwise (J singular or nearly so) J + E = U·diag(max(σᵢ, δ))·Vᵀ
+    for the singular value decomposition J = U·diag(σ)·Vᵀ, with δ = `floor_scale`(σ); its slope
     −rᵀU·diag(σᵢ / max(σᵢ, δ))·Uᵀr is still ≤ 0. E is a constant for differentiation.
     """
     j, rs = sg((jac, r))
     newton = jnp.linalg.solve(j, rs)
     slope = -rs @ (j @ newton)
-    ok = jnp.all(jnp.isfinite(newton)) & (slope <= -0.5 * (rs @ rs))
+    keep = (jnp.all(jnp.isfinite(newton)) & (slope <= -0.5 * (rs @ rs))) | exact
 
     def modification(j):
         u, s, vt = jnp.linalg.svd(j)
         return (u * (jnp.maximum(s, floor_scale(s)) - s)) @ vt
 
-    e = jax.lax.cond(ok, jnp.zeros_like, modification, j)
+    e = jax.lax.cond(keep, jnp.zeros_like, modification, j)
     return -jnp.linalg.solve(jac + e, r)
 
 

@@ -24,16 +24,16 @@ class NewtonStep(NamedTuple):
     gradient: Array
 
 
-def newton_step(f: Callable[[Array], Array], flat: Array, line_search) -> NewtonStep:
+def newton_step(f: Callable[[Array], Array], flat: Array, line_search, exact=None) -> NewtonStep:
     """The Newton step for min f (f of a flat vector, scalar) from ``flat``.
 
     d = −(∇²f + E)⁻¹∇f with E the modification of `modified_hessian_direction` (0 where the
-    Hessian is positive definite). With a line search, Armijo backtracking on f along d, then,
-    if that fails, along the gradient direction −∇f/‖∇²f‖_F (a 1/L step); ``accepted`` is False
-    when neither yields a decrease."""
+    Hessian is positive definite, or where ``exact(∇f)`` is True). With a line search, Armijo
+    backtracking on f along d, then, if that fails, along the gradient direction
+    −∇f/‖∇²f‖_F (a 1/L step); ``accepted`` is False when neither yields a decrease."""
     fx, g = jax.value_and_grad(f)(flat)
     hess = jax.hessian(f)(flat)
-    d = modified_hessian_direction(hess, g)
+    d = modified_hessian_direction(hess, g, False if exact is None else exact(g))
     scale = jax.lax.stop_gradient(jnp.linalg.norm(hess))
     gradient_direction = -g / jnp.where(scale > 0, scale, 1.0)
     step, accepted = descend(line_search, f, flat, fx, g, (d, gradient_direction))
