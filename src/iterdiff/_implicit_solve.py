@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import _checks, _errors
 from . import _tree as tree
@@ -36,8 +35,6 @@ from ._flagged import flag_derivatives
 from ._modes import AbstractMode, Implicit, OneStep, Truncated
 from ._solution import RESULTS, Solution
 from ._solvers import AbstractSolver
-
-_ANY_RESIDUAL = float(np.finfo(np.float64).max)  # an atol that every finite residual meets
 
 
 class Supplied(AbstractSolver):
@@ -186,7 +183,9 @@ def implicit_solve(
     x = _errors.raise_if(x, code, throw, f"iterdiff.implicit_solve ({form}=)")
 
     # The point is judged above; fixed_point only attaches the derivative at it (its own rule
-    # on F(x̄) − x̄ is made to pass, and its status still reports NaN or inf).
+    # on F(x̄) − x̄ is made to pass with an atol every finite residual meets, the largest number
+    # of x's least precise dtype; its status still reports NaN or inf).
+    any_residual = float(jnp.finfo(tree.least_precise_dtype(x0)).max)
     sol = _fixed_point(
         F,
         x,
@@ -195,7 +194,7 @@ def implicit_solve(
         solver=Supplied(),
         max_steps=1,
         rtol=0.0,
-        atol=_ANY_RESIDUAL,
+        atol=any_residual,
         norm=norm,
         throw=throw,
     )
