@@ -1,7 +1,6 @@
 """`fixed_point`: the entry point. Checks the inputs, traces F once, and hands the loop and the
 derivative rule to the mode through one `jax.custom_jvp`."""
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from . import _checks, _errors
 from . import _tree as tree
+from ._closure import hoist_closure
 from ._loop import Problem, Rule
 from ._modes import AbstractMode, Implicit
 from ._observe import AbstractObserver
@@ -104,13 +104,12 @@ def _trace_once(F, x0, theta, has_aux: bool):
     return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program.
 
     F may be a callable pytree (an `equinox.Module`, a bound method of one): its floating-point
-    array leaves are parameters like the values a function closes over. They are passed to the
-    traced program as arguments, not held by it, because `jax.closure_convert` caches its trace
-    on F itself (F must be hashable, and a pytree of arrays or tracers is not).
+    array leaves are parameters like the values a function closes over, passed to the traced
+    program as arguments.
     """
     pure, arrays = _split_callable(F)
     try:
-        converted, consts = jax.closure_convert(pure, x0, theta, arrays)
+        converted, consts = hoist_closure(pure, x0, theta, arrays)
     except Exception as err:
         _checks.note_failed_trace(err)
         raise
@@ -127,11 +126,9 @@ def _trace_once(F, x0, theta, has_aux: bool):
 
 def _split_callable(F):
     """``(pure, arrays)`` with ``pure(x, θ, arrays) = F(x, θ)``: the floating-point array leaves
-    of a callable pytree F taken out (none for a plain function, whose ``pure`` is cached)."""
+    of a callable pytree F taken out (none for a plain function)."""
     leaves, treedef = jax.tree_util.tree_flatten(F)
     hoist = [eqx.is_inexact_array(leaf) for leaf in leaves]
-    if not any(hoist):
-        return _call_with_no_arrays(F), []
 
     def pure(x, theta, arrays):
         it = iter(arrays)
@@ -139,24 +136,6 @@ def _split_callable(F):
         return jax.tree_util.tree_unflatten(treedef, new)(x, theta)
 
     return pure, [leaf for leaf, h in zip(leaves, hoist, strict=True) if h]
-
-
-_WRAPPERS: "weakref.WeakKeyDictionary[Any, Callable]" = weakref.WeakKeyDictionary()
-
-
-def _call_with_no_arrays(F):
-    """``(x, θ, []) ↦ F(x, θ)``, one wrapper per F where F allows it (hashable, weakly
-    referable), so that closure_convert's cache (keyed on the function) still serves repeated
-    solves with the same F."""
-
-    def pure(x, theta, arrays):
-        del arrays
-        return F(x, theta)
-
-    try:
-        return _WRAPPERS.setdefault(F, pure)
-    except TypeError:  # unhashable (a pytree holding integer arrays) or no weak reference
-        return pure
 
 
 def _solve(problem: Problem, mode: AbstractMode, x0, params):

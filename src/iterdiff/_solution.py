@@ -9,7 +9,8 @@ from jax import Array
 
 _TRY_FORWARD = (
     "Try a larger max_steps, a looser tol (or rtol/atol), Picard(damping=...) or Anderson(), "
-    "or check that x ↦ F(x, θ) is a contraction near the solution."
+    "or check that x ↦ F(x, θ) is a contraction near the solution (root, argmin: another x0, "
+    "or check that a root or minimiser exists near it)."
 )
 
 
@@ -41,7 +42,7 @@ class RESULTS:
     Stored as int32 arrays (`Solution.result`, `LinearSolveStats.result`) so they survive jit
     and vmap; `RESULTS.describe(code)` gives the message. Codes 1–2 come from the forward
     loop, codes 3–8 from a linear solve, code 9 from the check of a point supplied by another
-    solver (`implicit_solve`).
+    solver (`implicit_solve`), code 10 from `root` and `argmin`.
     """
 
     successful = 0
@@ -54,12 +55,14 @@ class RESULTS:
     linear_inconsistent = 7
     linear_ill_conditioned = 8
     not_a_solution = 9
+    stalled = 10
 
     _messages = {
         successful: "converged.",
         max_steps_reached: (
-            "the forward solve did not converge within max_steps: ‖F(x) − x‖ is still above "
-            "atol + rtol·‖x‖. " + _TRY_FORWARD
+            "the forward solve did not converge within max_steps: its residual (‖F(x) − x‖ for "
+            "fixed_point; ‖G(x)‖ for root, ‖∇ₓf(x)‖ for argmin) is still above atol + rtol·‖x‖. "
+            + _TRY_FORWARD
         ),
         nonfinite: (
             "the iterates became NaN or inf. F may diverge from x0 (try damping or a better "
@@ -88,6 +91,15 @@ class RESULTS:
             "for objective=f) is above atol + rtol·‖x‖, so the implicit derivative there would "
             "be wrong. Check that the solver solves that problem with the same θ, tighten the "
             "solver's own tolerance, or loosen tol (or rtol/atol)."
+        ),
+        stalled: (
+            "Newton's method stopped at a point that does not solve the problem: ‖G(x)‖ (root) "
+            "or ‖∇ₓf(x)‖ (argmin) is above atol + rtol·‖x‖, and the line search found no step "
+            "that decreases the merit (½‖G‖² for root, f for argmin) along the Newton direction "
+            "or the gradient direction. x may be near a local minimum of ‖G‖ that is not a root "
+            "(no root nearby), G or f may be NaN or inf close to x, or the tolerance may be below "
+            "the accuracy the precision allows. Try another x0, a looser tol (or rtol/atol), or "
+            "check G or f near x. The point is not differentiated."
         ),
     }
 

@@ -39,7 +39,6 @@ import iterdiff as itd
 import tolerances
 from iterdiff import algorithms as alg
 
-
 MODES = {"implicit": itd.Implicit(), "unrolled": itd.Unrolled(), "onestep": itd.OneStep()}
 WRAPS = ("jit", "vmap", "eager")
 F64, F32 = jnp.dtype(jnp.float64), jnp.dtype(jnp.float32)
@@ -1028,13 +1027,6 @@ def test_every_cell_runs_in_ci():
         assert {c[0] for c in SHARE[spec.name]} == set(spec.modes), spec.name
 
 
-ITEM3 = (
-    "issue 28 item 3 (a failed line search's smallest step passes the stopping rule), "
-    "on conformance-root"
-)
-
-
-@pytest.mark.xfail(reason=ITEM3, strict=True)
 def test_newton_line_search_reports_success_only_at_a_stationary_point():
     """Newton with Armijo backtracking on a nonconvex f (a double well started where the
     Hessian is negative: the Newton direction is uphill, no trial passes) must not report
