@@ -117,7 +117,8 @@ def two_norm(x) -> Array:
     """
     s = max_norm(x)
     safe = jnp.where((s > 0) & jnp.isfinite(s), s, 1)
-    sq = [jnp.sum(jnp.square(jnp.abs(a) / _cast(safe, a))).astype(s.dtype) for a in leaves(x)]
+    # Divided in the widest dtype: s (set by a float64 leaf) may be below a float32 leaf's range.
+    sq = [jnp.sum(jnp.square(jnp.abs(a).astype(s.dtype) / safe)) for a in leaves(x)]
     scaled = safe * jnp.sqrt(sum(sq[1:], sq[0]))
     return jnp.where(jnp.isfinite(s) & (s > 0), scaled, s)
 
@@ -140,10 +141,10 @@ def all_finite(x) -> Array:
 
 
 def normalize(x):
-    """(x / ‖x‖₂, ‖x‖₂), with x/0 = 0."""
+    """(x / ‖x‖₂, ‖x‖₂), with x/0 = 0 (each quotient formed in the widest dtype)."""
     n = two_norm(x)
     safe = jnp.where(n > 0, n, 1)
-    return scale(1 / safe, x), n
+    return scale_wide(1 / safe, x), n
 
 
 def ravel(x) -> tuple[Array, Callable[[Array], Any]]:
