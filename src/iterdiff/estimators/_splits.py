@@ -74,34 +74,68 @@ def make_splits(owner: str, cv, n_samples: int, y=None, *, classifier: bool, ran
     return checked
 
 
-def split_weights(splits, n_samples: int, dtype):
-    """Weight masks (K + 1, n): 1/n_train on training rows and 1/n_val on validation rows, and
-    the weight of each fold in the outer loss (1/K).
+def split_weights(splits, n_samples: int, sample_weight=None):
+    """Weight masks (K + 1, n) and the weight of each fold in the outer loss (1/K).
 
-    The last "fold" is the fit on all the data, which the estimator keeps as its model: it is
-    solved with the others (warm-started, in the same compiled call) and has weight 0 in the
-    outer loss, so the final model needs no separate solve or compilation.
+    Training rows of fold k get sᵢ/Σ_train s and validation rows sᵢ/Σ_val s, with s the sample
+    weights (1 when None): the training objective and the validation loss are weighted means,
+    as in scikit-learn's CV estimators. The last "fold" is the fit on all the data, which the
+    estimator keeps as its model: it is solved with the others (warm-started, in the same
+    compiled call) and has weight 0 in the outer loss, so the final model needs no separate
+    solve or compilation.
     """
+    s = np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight, float)
     everything = np.arange(n_samples)
     splits = [*splits, (everything, everything)]
-    train_w = np.zeros((len(splits), n_samples), dtype)
-    val_w = np.zeros((len(splits), n_samples), dtype)
+    train_w = np.zeros((len(splits), n_samples))
+    val_w = np.zeros((len(splits), n_samples))
     for k, (train, val) in enumerate(splits):
-        train_w[k, train] = 1.0 / train.size
-        val_w[k, val] = 1.0 / val.size
-    fold_w = np.full(len(splits), 1.0 / (len(splits) - 1), dtype)
+        for name, rows, out in (("training", train, train_w), ("validation", val, val_w)):
+            total = s[rows].sum()
+            if not total > 0:
+                raise ValueError(
+                    f"the {name} rows of split {k} all have sample_weight 0: nothing to "
+                    f"{'fit' if name == 'training' else 'validate'} there. Use other splits."
+                )
+            out[k, rows] = s[rows] / total
+    fold_w = np.full(len(splits), 1.0 / (len(splits) - 1))
     fold_w[-1] = 0.0
     return train_w, val_w, fold_w
 
 
-def bucket(size: int, smallest: int = 8) -> int:
-    """The padded size for ``size``: the next power of two, at least ``smallest``.
+def monitor_split(val_w, fold_w, random_state):
+    """Split every fold's validation rows into two random halves: (objective weights, monitor
+    weights), each renormalised per fold (the fold on all the data keeps weight 0).
 
-    Padding the samples and features to these sizes (padded rows have zero weight, padded
-    features zero coefficients) lets fits on data of nearby shapes share one compilation,
-    which costs far more than the padded arithmetic on the data sizes these tuners are for.
+    Per-feature hyperparameters are tuned on the first halves and early-stopped on the
+    second, which the descent never fits (`_descent`). Folds with fewer than 2 validation
+    rows keep them on the objective side only.
     """
-    return max(smallest, 1 << (max(size, 1) - 1).bit_length())
+    rng = np.random.default_rng(random_state)
+    objective = np.zeros_like(val_w)
+    monitor = np.zeros_like(val_w)
+    for k in range(val_w.shape[0] - 1):
+        rows = rng.permutation(np.flatnonzero(val_w[k]))
+        half = rows.size // 2
+        if half == 0:
+            objective[k] = val_w[k]
+            continue
+        for out, part in ((monitor, rows[:half]), (objective, rows[half:])):
+            out[k, part] = val_w[k, part] / val_w[k, part].sum()
+    return objective, monitor
+
+
+def bucket(size: int, smallest: int = 8) -> int:
+    """The padded size for ``size``: rounded up to a multiple of 2^(bits − 4) (at most 1/8
+    more), at least ``smallest``.
+
+    Padding the samples and features (padded rows have zero weight, padded features zero
+    coefficients) lets fits on data of nearby shapes share one compilation, which costs more
+    than the padded arithmetic on the data sizes these tuners are for.
+    """
+    size = max(int(size), 1)
+    step = 1 << max(size.bit_length() - 4, 0)
+    return max(smallest, -(-size // step) * step)
 
 
 def pad_rows_cols(X: np.ndarray, rows: int, cols: int) -> np.ndarray:
