@@ -20,13 +20,14 @@ Bertrand et al., ICML 2020).
 
 import math
 import numbers
-import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .. import implicit_solve
 from .._options import check_number
 from . import _lasso_solver as solver
 from ._base import (
@@ -77,6 +78,17 @@ class _Problem:
                 "fold": self.plain["fold"],
             }
 
+    def row_losses(self, W):
+        """Each fold's squared validation error per row at its coefficients W (K, N)."""
+        W, XT, f = np.asarray(W), np.asarray(self.XT), self.folds
+        pred = W @ XT - np.sum(np.asarray(f["mu_x"]) * W, axis=1, keepdims=True)
+        pred = pred + np.asarray(f["mu_y"])[:, None]
+        return (np.asarray(self.y)[None, :] - pred) ** 2
+
+    def monitor_weights(self):
+        """Each monitor row's weight in the monitor loss (K, N)."""
+        return np.asarray(self.guarded["fold"])[:, None] * np.asarray(self.guarded["monitor"])
+
     def alpha_max(self, rho: float) -> float:
         """The smallest α whose solution on all the data is zero (LassoCV's grid top)."""
         f = self.full_fold
@@ -95,6 +107,26 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
 
     def _check_own(self):
         check_positive_init(type(self).__name__, "alpha_init", self.alpha_init)
+        self._check_mode()
+
+    def _check_mode(self):
+        """The mode must differentiate at the returned point (the solution comes from this
+        tuner's own solver, through `iterdiff.implicit_solve`): traced, not run."""
+        mode = self._mode()
+
+        def trial(x):
+            solve = lambda x0, theta: x0  # noqa: E731
+            return implicit_solve(solve, x, x, fixed_point=lambda z, t: t, mode=mode).value
+
+        try:
+            jax.eval_shape(trial, jax.ShapeDtypeStruct((1,), np.float64))
+        except ValueError as error:
+            raise ValueError(
+                f"{type(self).__name__}(mode={mode!r}): the inner solutions come from the "
+                "tuner's own solver, so only modes that differentiate at the returned point "
+                "apply: iterdiff.OneStep() (default) or iterdiff.Implicit(), both exact here. "
+                f"({error})"
+            ) from error
 
     def _inner_tol(self) -> float:
         return 1e-8 if self.inner_tol is None else float(self.inner_tol)
@@ -327,7 +359,10 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
         choice = int(np.argmin(scores))
         rho, alpha_max, stages, records = runs[choice]
         self._record(stages, descended=self.max_iter > 0)
-        chosen = self._chosen_stage(stages)
+        chosen = stages[0]
+        if len(stages) > 1:
+            weights = problem.monitor_weights()
+            chosen = self._chosen_stage(stages, problem.row_losses, weights, "α")
         alpha = np.exp(np.asarray(chosen.best_u, dtype=float))
         if self._per_feature:  # one per feature, also when the guard kept one α for all
             self.alpha_ = np.broadcast_to(alpha, (problem.P,))[: X.shape[1]].copy()
@@ -347,25 +382,6 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
 
     def _many_ratios(self) -> bool:
         return False
-
-    def _chosen_stage(self, stages):
-        """The stage whose best point is the model: the per-feature stage only when its early
-        stopping kept a point better than the one-α start on the monitor rows."""
-        first = stages[0]
-        if len(stages) == 1 or stages[1].best_state is None:
-            return first
-        second = stages[1]
-        monitors = [m for m in second.monitors if m is not None]
-        if monitors and min(monitors) < monitors[0]:
-            return second
-        warnings.warn(
-            f"{type(self).__name__}: one α per feature did not improve the validation rows held "
-            "out from its tuning (it would overfit the folds); the model uses one α for every "
-            "feature.",
-            UserWarning,
-            stacklevel=3,
-        )
-        return first
 
     def _record_path(self, runs, choice):
         """``alphas_`` and ``mse_path_``: every single-α point evaluated (grid, then descent)

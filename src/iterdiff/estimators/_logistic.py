@@ -22,7 +22,6 @@ log C is moved by the optimizer.
 
 import functools
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -103,6 +102,18 @@ def inner_map(Z, C, data, reference):
     longest = jnp.max(jnp.abs(step), axis=(1, 2), keepdims=True)
     theta = theta + jax.lax.stop_gradient(jnp.minimum(1.0, _RADIUS / longest)) * step
     return {"W": theta[:, :-1], "b": theta[:, -1]}
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _row_losses_jit(data, reference, Z):
+    return jax.vmap(_log_losses, in_axes=(0, None, None, None, None))(
+        Z, data["X"], data["Y"], data["intercept"], reference
+    )
+
+
+def _row_losses(data, reference, Z):
+    """Each fold's validation log loss per row at its solution Z (K, N), as NumPy."""
+    return np.asarray(_row_losses_jit(data, reference, Z))
 
 
 def fold_losses(Z, data, weights, reference):
@@ -328,6 +339,11 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
                 stages.append(
                     self._descend(data, guarded, reference, u1, first.best_state, low, high, True)
                 )
+            chosen = first
+            if len(stages) > 1:
+                rows = functools.partial(_row_losses, data, reference)
+                weights = np.asarray(guarded["fold"])[:, None] * np.asarray(guarded["monitor"])
+                chosen = self._chosen_stage(stages, rows, weights, "C")
         if first.best_state is None:
             raise TuningError(
                 f"{name}: no inner solve of the hypergradient descent converged, so there is "
@@ -335,7 +351,6 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
                 "inner_tol."
             )
         self._record(stages, descended=self.max_iter > 0)
-        chosen = self._chosen_stage(stages)
         C = np.exp(np.asarray(chosen.best_u, dtype=float))
         if self.per_feature:  # one per feature, also when the guard kept one C for all
             self.C_ = np.broadcast_to(C, (cols,))[:p].copy()
@@ -392,22 +407,6 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
             high=high,
             progress=self.progress,
         )
-
-    def _chosen_stage(self, stages):
-        first = stages[0]
-        if len(stages) == 1 or stages[1].best_state is None:
-            return first
-        monitors = [m for m in stages[1].monitors if m is not None]
-        if monitors and min(monitors) < monitors[0]:
-            return stages[1]
-        warnings.warn(
-            f"{type(self).__name__}: one C per feature did not improve the validation rows held "
-            "out from its tuning (it would overfit the folds); the model uses one C for every "
-            "feature.",
-            UserWarning,
-            stacklevel=3,
-        )
-        return first
 
     def _record_path(self, records, first):
         Cs = [float(C) for C, _ in records] + [float(np.max(t)) for t in first.thetas]

@@ -126,16 +126,18 @@ def monitor_split(val_w, fold_w, random_state):
 
 
 def bucket(size: int, smallest: int = 8) -> int:
-    """The padded size for ``size``: rounded up to a multiple of 2^(bits − 4) (at most 1/8
-    more), at least ``smallest``.
+    """The padded size for ``size``: the next power of two up to 1024, then the next multiple
+    of 2^(bits − 3) (at most 1/4 more); at least ``smallest``.
 
     Padding the samples and features (padded rows have zero weight, padded features zero
     coefficients) lets fits on data of nearby shapes share one compilation, which costs more
     than the padded arithmetic on the data sizes these tuners are for.
     """
     size = max(int(size), 1)
-    step = 1 << max(size.bit_length() - 4, 0)
-    return max(smallest, -(-size // step) * step)
+    if size <= 1024:
+        return max(smallest, 1 << (size - 1).bit_length())
+    step = 1 << (size.bit_length() - 3)
+    return -(-size // step) * step
 
 
 def pad_rows_cols(X: np.ndarray, rows: int, cols: int) -> np.ndarray:
