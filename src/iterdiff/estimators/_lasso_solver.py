@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import RESULTS, implicit_solve
-from ._linalg import spd_inverse, spd_solve
+from ._linalg import factor_solve, spd_factor, spd_solve
 
 _SMALLEST = 16  # working sets are padded to 16·2^k features
 CD_EPOCHS = 3  # coordinate-descent epochs per round of the working-set solve
@@ -216,13 +216,13 @@ def newton_step(system, x, penalty):
     return jnp.where(on, spd_solve(M, _support_rhs(system, on, x, penalty["l1"])), 0.0)
 
 
-def support_newton(system, inverse, x, penalty):
-    """N(x, (ℓ1, ℓ2)): `newton_step` with the support's matrix inverted once, at the α where
-    it is differentiated (``inverse``: (Q + diag ℓ2)⁻¹ on the support of the point x̄ where N
-    is evaluated, the identity off it). `jax.lax.custom_linear_solve` differentiates the
+def support_newton(system, factor, x, penalty):
+    """N(x, (ℓ1, ℓ2)): `newton_step` with the support's matrix factorized once, at the α where
+    it is differentiated (``factor``: the Cholesky factor of (Q + diag ℓ2) on the support of
+    the point x̄ where N is evaluated, the identity off it). `jax.lax.custom_linear_solve` differentiates the
     solve exactly there: ẋ = M⁻¹(ṙ − Ṁx).
 
-    Only floating-point arrays are closed over (Q, q and the inverse), as iterdiff's modes
+    Only floating-point arrays are closed over (Q, q and the factor), as iterdiff's modes
     differentiate this map: the working set's indices stay outside."""
     on = x != 0
     M = _support_matrix(system, on, penalty["l2"])
@@ -230,7 +230,7 @@ def support_newton(system, inverse, x, penalty):
     solution = jax.lax.custom_linear_solve(
         lambda v: jnp.einsum("kmp,kp->km", M, v),
         rhs,
-        lambda matvec, b: jnp.einsum("kmp,kp->km", inverse, b),
+        lambda matvec, b: factor_solve(factor, b),
         symmetric=True,
     )
     return jnp.where(on, solution, 0.0)
@@ -323,18 +323,18 @@ def evaluate(u, XT, y, folds, weights, W, rho, tol, max_rounds, *, m, mode):
         tol * scale / 10,
         max_rounds,
     )
-    # The support's matrix, inverted once; x̄ = N(v) with it, so that N(x̄) = x̄ holds to
+    # The support's matrix, factorized once; x̄ = N(v) with it, so that N(x̄) = x̄ holds to
     # rounding (and only then: a support or sign that changes fails `implicit_solve`'s check).
     v = jax.lax.stop_gradient(v)
-    inverse = spd_inverse(_support_matrix(system, v != 0, L2[idx]))
+    factor = spd_factor(_support_matrix(system, v != 0, L2[idx]))
     penalty0 = {"l1": L1[idx], "l2": L2[idx]}
-    x_bar = jax.lax.stop_gradient(support_newton(system, inverse, v, penalty0))
+    x_bar = jax.lax.stop_gradient(support_newton(system, factor, v, penalty0))
     W_bar = _scatter(idx, x_bar, P)
 
     def loss(u):
         L1, L2 = penalties(jnp.exp(u), rho, P)
         penalty = {"l1": L1[idx], "l2": L2[idx]}
-        newton = functools.partial(support_newton, system, inverse)
+        newton = functools.partial(support_newton, system, factor)
         sol = implicit_solve(
             lambda x0, theta: x0, x_bar, penalty, fixed_point=newton, mode=mode, throw=False
         )

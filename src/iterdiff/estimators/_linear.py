@@ -503,12 +503,17 @@ class HyperWeightedLasso(HyperLasso):
 
     **Overfitting guard.** p weights fitted to the validation folds can overfit them (the
     validation loss falls while the error on new data rises). The per-feature stage is
-    therefore tuned on a random half of every fold's validation rows and early-stopped on the
-    other half (``patience`` evaluations without improvement there); if no step improved the
-    held-out half, the model keeps the one shared α and a UserWarning says so. One α per
-    feature helps when the features' penalties should differ: features on different scales
-    that were not standardised, or a few strong features among many noise ones; on
-    standardised data with similar features, expect `HyperLasso`'s result.
+    therefore tuned on a random half of every fold's validation rows (``random_state``) and
+    early-stopped on the other half, the *monitor* rows (``patience`` evaluations without
+    improvement there). Its best point is kept only if it beats the one shared α on the
+    monitor rows by more than two standard errors of the per-row difference; otherwise the
+    model keeps the shared α (``alpha_`` then has p equal entries) and a UserWarning says so.
+
+    One α per feature helps when the features' penalties should differ: features on
+    different scales that were not standardised, or a few strong features among many noise
+    ones with enough rows to tell them apart (benchmarks/RESULTS.md, "two scales"). On
+    standardised data with similar features, or a few hundred rows or fewer, expect the guard
+    to keep `HyperLasso`'s single α.
 
     ``alpha_init`` may also be an array of p starting weights (then the per-feature stage
     alone runs, without the guard).

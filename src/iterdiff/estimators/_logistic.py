@@ -158,8 +158,10 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
     for more (at a fixed C, `predict_proba` is LogisticRegression(C=C)'s). log C moves along
     the gradient of the mean validation log loss, from the best point of a grid. With
     ``per_feature=True`` the penalty is ½Σⱼ ‖Wⱼ‖²/Cⱼ with one Cⱼ per feature, tuned from the
-    best single C on half of each fold's validation rows and early-stopped on the other half
-    (see `HyperWeightedLasso`'s overfitting guard).
+    best single C on half of each fold's validation rows and early-stopped on the other half;
+    it is kept only if it beats the single C there by more than two standard errors, else
+    ``C_`` holds the single C for every feature and a UserWarning says so (see
+    `HyperWeightedLasso`'s overfitting guard).
 
     Arguments:
         C_init: starting C (> 0, or one per feature with ``per_feature``); None (default):
