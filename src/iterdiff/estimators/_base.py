@@ -188,19 +188,19 @@ class HyperparameterTuner(BaseEstimator):
 
     def _chosen_stage(self, stages, row_losses, monitor_weights, what: str):
         """The stage whose best point is the model: the per-feature stage only when its best
-        point beats the one-value start on the monitor rows (validation rows its tuning never
-        fitted) by more than two standard errors of the difference; otherwise one value for
-        every feature, with a UserWarning."""
+        point beats its own start (one value for every feature, fitted on the same rows) on
+        the held-out rows by more than two standard errors of the difference; otherwise the
+        one-value stage, with a UserWarning."""
         first = stages[0]
         if len(stages) == 1 or stages[1].best_state is None:
             return first
         second = stages[1]
-        before, after = row_losses(first.best_state), row_losses(second.best_state)
+        before, after = row_losses(second.first_state), row_losses(second.best_state)
         if significant_gain(before, after, monitor_weights):
             return second
         warnings.warn(
-            f"{type(self).__name__}: one {what} per feature did not improve the validation rows "
-            "held out from its tuning by more than two standard errors (it would fit the folds' "
+            f"{type(self).__name__}: one {what} per feature did not improve the rows held out "
+            "from its tuning by more than two standard errors (it would fit the folds' "
             f"noise); the model uses one {what} for every feature.",
             UserWarning,
             stacklevel=3,
@@ -235,14 +235,18 @@ class _Pickled:
 
 
 def significant_gain(before, after, weights) -> bool:
-    """Whether the weighted mean of the row losses ``after`` is below that of ``before`` by
-    more than two standard errors of the mean difference (rows independent; weights ≥ 0)."""
+    """Whether the weighted mean of the losses ``after`` is below that of ``before`` by more
+    than two standard errors of the mean difference. Arrays (K, n): fold k's loss on row i;
+    each row's difference is first averaged over the folds that score it (rows independent,
+    folds of one row not), with the row weight Σₖ weights[k, i] ≥ 0."""
     w = np.asarray(weights, float)
-    w = w / w.sum()
-    d = np.asarray(before, float) - np.asarray(after, float)
-    mean = np.sum(w * d)
-    spread = np.sum(w * (d - mean) ** 2)
-    return bool(mean > 2.0 * np.sqrt(spread * np.sum(w * w)))
+    d = (np.asarray(before, float) - np.asarray(after, float)) * w
+    row_w = w.sum(axis=0)
+    keep = row_w > 0
+    d, row_w = d.sum(axis=0)[keep] / row_w[keep], row_w[keep] / row_w[keep].sum()
+    mean = np.sum(row_w * d)
+    spread = np.sum(row_w * (d - mean) ** 2)
+    return bool(mean > 2.0 * np.sqrt(spread * np.sum(row_w * row_w)))
 
 
 def check_positive_init(owner: str, name: str, value) -> None:

@@ -67,6 +67,7 @@ class Descent:
     result: bilevel.BilevelResult
     best_state: Any
     best_u: np.ndarray
+    first_state: Any  # the state of the first successful evaluation (u0's solution)
     thetas: list  # θ at each successful evaluation
     folds: list  # per-fold validation losses at each successful evaluation
     monitors: list
@@ -108,6 +109,7 @@ def descend(
     thetas, folds, monitors = [], [], []
     start = time.perf_counter()
     state = state0
+    first_state = None
     best = None  # (criterion, u, state, loss)
     status, detail, n_iter = "max_iter", "", 0
     watched: list[float] = []  # the criterion of the stopping rule (loss or monitor)
@@ -131,6 +133,8 @@ def descend(
                 ("theta", theta),
             ):
                 getattr(history, key).append(value)
+            if not thetas:
+                first_state = out.state
             thetas.append(theta)
             folds.append(out.folds)
             monitors.append(out.monitor)
@@ -170,4 +174,4 @@ def descend(
         n_iter=n_iter,
         history=history,
     )
-    return Descent(result, best_state, np.asarray(best_u), thetas, folds, monitors)
+    return Descent(result, best_state, np.asarray(best_u), first_state, thetas, folds, monitors)

@@ -39,7 +39,7 @@ from ._base import (
     sample_weights,
 )
 from ._descent import Evaluation, descend
-from ._splits import bucket, make_splits, monitor_split, pad_rows_cols, split_weights
+from ._splits import bucket, holdout_split, make_splits, pad_rows_cols, split_weights
 
 _GRID_TOL = 1e-3  # optimality of the grid's solves (they only pick where the descent starts)
 _CANDIDATES = 3  # grid points solved exactly before the descent starts from the best
@@ -68,9 +68,11 @@ class _Problem:
         self.fold_w = fold_w
         self.plain = {"objective": full, "monitor": full, "full": full, "fold": fold_w}
         self.plain = {key: jnp.asarray(value) for key, value in self.plain.items()}
-        self.guarded = None
-        if guard:
-            objective, monitor = monitor_split(val_w, fold_w, random_state)
+        self.guarded, self.guarded_folds = None, None
+        if guard:  # the per-feature stage's folds: without the held-out rows (`holdout_split`)
+            train, objective, monitor = holdout_split(train_w, val_w, random_state)
+            held = solver.fold_statistics(Xp, yp, pad_rows_cols(train, K, rows), fit_intercept)
+            self.guarded_folds = {key: jnp.asarray(value) for key, value in held.items()}
             self.guarded = {
                 "objective": jnp.asarray(pad_rows_cols(objective, K, rows)),
                 "monitor": jnp.asarray(pad_rows_cols(monitor, K, rows)),
@@ -78,15 +80,20 @@ class _Problem:
                 "fold": self.plain["fold"],
             }
 
+    def fold_data(self, weights):
+        """The fold statistics that go with the validation ``weights``."""
+        return self.guarded_folds if weights is self.guarded else self.folds
+
     def row_losses(self, W):
-        """Each fold's squared validation error per row at its coefficients W (K, N)."""
-        W, XT, f = np.asarray(W), np.asarray(self.XT), self.folds
+        """Each fold's squared error per row at its coefficients W (K, N), for the per-feature
+        stage's folds."""
+        W, XT, f = np.asarray(W), np.asarray(self.XT), self.guarded_folds
         pred = W @ XT - np.sum(np.asarray(f["mu_x"]) * W, axis=1, keepdims=True)
         pred = pred + np.asarray(f["mu_y"])[:, None]
         return (np.asarray(self.y)[None, :] - pred) ** 2
 
     def monitor_weights(self):
-        """Each monitor row's weight in the monitor loss (K, N)."""
+        """Each held-out row's weight in the monitor loss, per fold (K, N)."""
         return np.asarray(self.guarded["fold"])[:, None] * np.asarray(self.guarded["monitor"])
 
     def alpha_max(self, rho: float) -> float:
@@ -142,6 +149,7 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
         step again."""
         tol = self._inner_tol()
         target = max(tol, _FIRST_TOL)
+        folds = problem.fold_data(weights)
         mode = self._mode()
         budget, used = int(self.max_inner_steps), 0
         detail = ""
@@ -153,7 +161,7 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
                 W, res, epochs, _, support = solver.forward(
                     problem.XT,
                     problem.y,
-                    problem.folds,
+                    folds,
                     weights["full"],
                     W,
                     u,
@@ -177,7 +185,7 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
                 u,
                 problem.XT,
                 problem.y,
-                problem.folds,
+                folds,
                 weights,
                 W,
                 rho,
@@ -502,11 +510,12 @@ class HyperWeightedLasso(HyperLasso):
     ICML 2020, §4).
 
     **Overfitting guard.** p weights fitted to the validation folds can overfit them (the
-    validation loss falls while the error on new data rises). The per-feature stage is
-    therefore tuned on a random half of every fold's validation rows (``random_state``) and
-    early-stopped on the other half, the *monitor* rows (``patience`` evaluations without
-    improvement there). Its best point is kept only if it beats the one shared α on the
-    monitor rows by more than two standard errors of the per-row difference; otherwise the
+    validation loss falls while the error on new data rises). The per-feature stage therefore
+    holds out a random quarter of every fold's validation rows (``random_state``) from all of
+    its folds, training rows included, tunes on the rest, and is early-stopped on the held-out
+    rows, the *monitor* (``patience`` evaluations without improvement there). Its best point
+    is kept only if it beats its own start (the shared α, fitted on the same rows) on the
+    held-out rows by more than two standard errors of the per-row difference; otherwise the
     model keeps the shared α (``alpha_`` then has p equal entries) and a UserWarning says so.
 
     One α per feature helps when the features' penalties should differ: features on

@@ -43,7 +43,7 @@ from ._base import (
 )
 from ._descent import Evaluation, descend
 from ._linalg import spd_solve
-from ._splits import bucket, make_splits, monitor_split, pad_rows_cols, split_weights
+from ._splits import bucket, holdout_split, make_splits, pad_rows_cols, split_weights
 
 _RADIUS = 10.0  # longest Newton step (∞-norm) far from the solution
 _RANGE = (1e-5, 1e5)  # C stays in this range (LogisticRegressionCV's grid, a decade wider)
@@ -158,7 +158,7 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
     for more (at a fixed C, `predict_proba` is LogisticRegression(C=C)'s). log C moves along
     the gradient of the mean validation log loss, from the best point of a grid. With
     ``per_feature=True`` the penalty is ½Σⱼ ‖Wⱼ‖²/Cⱼ with one Cⱼ per feature, tuned from the
-    best single C on half of each fold's validation rows and early-stopped on the other half;
+    best single C without a held-out quarter of the rows and early-stopped on that quarter;
     it is kept only if it beats the single C there by more than two standard errors, else
     ``C_`` holds the single C for every feature and a UserWarning says so (see
     `HyperWeightedLasso`'s overfitting guard).
@@ -236,15 +236,24 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         }
         full = jnp.asarray(pad_rows_cols(val_w, K, rows))
         plain = {"objective": full, "monitor": full, "full": full, "fold": jnp.asarray(fold_w)}
-        guarded = None
-        if self.per_feature:
-            objective, monitor = monitor_split(val_w, fold_w, self.random_state)
+        guarded, held_data = None, None
+        if self.per_feature:  # the per-feature stage's folds: without the held-out rows
+            train, objective, monitor = holdout_split(train_w, val_w, self.random_state)
+            held = monitor[:-1].any(axis=0)
+            kept = np.where(held[None, :], 0.0, train_w).sum(axis=1)
+            kept = np.where(kept > 0, kept, 1.0)
+            kept[-1] = 1.0  # the fit on all the data keeps every row
+            held_data = {
+                **data,
+                "train_w": jnp.asarray(pad_rows_cols(train, K, rows)),
+                "total": jnp.asarray(np.asarray(totals) * kept),
+            }
             guarded = {
                 **plain,
                 "objective": jnp.asarray(pad_rows_cols(objective, K, rows)),
                 "monitor": jnp.asarray(pad_rows_cols(monitor, K, rows)),
             }
-        return data, plain, guarded, fold_w, cols
+        return data, held_data, plain, guarded, fold_w, cols
 
     def _evaluate(self, data, weights, reference, guarded, u, Z) -> Evaluation:
         tol = None if self.inner_tol is None else float(self.inner_tol)
@@ -323,7 +332,7 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
         self.converged_ = True
         low, high = (math.log(r) for r in _RANGE)
         with fitting_context():
-            data, plain, guarded, fold_w, cols = self._data(X, Y, sw, splits)
+            data, held_data, plain, guarded, fold_w, cols = self._data(X, Y, sw, splits)
             c = Y.shape[1] - 1 if reference else Y.shape[1]
             K = len(fold_w)
             Z = {"W": jnp.zeros((K, cols, c)), "b": jnp.zeros((K, c))}
@@ -339,11 +348,13 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
             if self.per_feature and (C0 is None or C0.ndim == 0) and first.best_state is not None:
                 u1 = np.full(cols, float(first.best_u))
                 stages.append(
-                    self._descend(data, guarded, reference, u1, first.best_state, low, high, True)
+                    self._descend(
+                        held_data, guarded, reference, u1, first.best_state, low, high, True
+                    )
                 )
             chosen = first
             if len(stages) > 1:
-                rows = functools.partial(_row_losses, data, reference)
+                rows = functools.partial(_row_losses, held_data, reference)
                 weights = np.asarray(guarded["fold"])[:, None] * np.asarray(guarded["monitor"])
                 chosen = self._chosen_stage(stages, rows, weights, "C")
         if first.best_state is None:
