@@ -219,7 +219,11 @@ def main():
             lambda: HyperElasticNet(l1_ratio=0.5, cv=5),
             lambda: ElasticNetCV(l1_ratio=0.5, cv=5),
         ),
-        ("HyperWeightedLasso vs LassoCV", lambda: HyperWeightedLasso(cv=5), lambda: LassoCV(cv=5)),
+        (
+            "HyperWeightedLasso vs LassoCV",
+            lambda: HyperWeightedLasso(cv=5, random_state=0),
+            lambda: LassoCV(cv=5),
+        ),
     )
     for data, split in regression_sets().items():
         for pair, make, make_ref in regression:
@@ -229,7 +233,7 @@ def main():
         ("HyperLogisticRegression vs LogisticRegressionCV", lambda: HyperLogisticRegression(cv=5)),
         (
             "HyperLogisticRegression(per_feature=True) vs LogisticRegressionCV",
-            lambda: HyperLogisticRegression(cv=5, per_feature=True),
+            lambda: HyperLogisticRegression(cv=5, per_feature=True, random_state=0),
         ),
     )
     for data, split in classification_sets().items():
