@@ -238,6 +238,22 @@ def test_per_feature_guard_keeps_one_alpha_when_it_does_not_help(seed):
     assert np.all(model.alpha_ == model.alpha_[0])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_feature_guard_keeps_one_C_on_breast_cancer(seed):
+    """Issue 22's case: one C per feature on breast cancer's 30 standardised features lowered
+    the CV loss from 0.090 to 0.058 and doubled the held-out log loss. Judged on rows its
+    folds never saw, the per-feature stage does not beat one C, so the model keeps one C."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = HyperLogisticRegression(cv=5, per_feature=True, random_state=seed)
+    with pytest.warns(UserWarning, match="did not improve the rows held out"):
+        _quiet_fit(model, X, y)
+    assert model.C_.shape == (30,) and np.all(model.C_ == model.C_[0])
+    single = _quiet_fit(HyperLogisticRegression(cv=5), X, y)
+    assert model.C_[0] == single.C_
+    np.testing.assert_array_equal(model.coef_, single.coef_)
+
+
 def test_logistic_hypergradient_matches_finite_differences_of_sklearn():
     C0 = 0.3
     splits = list(StratifiedKFold(5).split(X_CLS, Y_CLS))
