@@ -5,6 +5,7 @@ model = HyperLasso(cv=5).fit(X, y)      # model.alpha_, model.coef_, model.histo
 """
 
 from ._base import HyperparameterTuner as HyperparameterTuner
+from ._base import TuningError as TuningError
 from ._linear import HyperElasticNet as HyperElasticNet
 from ._linear import HyperLasso as HyperLasso
 from ._linear import HyperWeightedLasso as HyperWeightedLasso
