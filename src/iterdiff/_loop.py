@@ -39,12 +39,18 @@ class Rule(NamedTuple):
 
 
 class Iterate(NamedTuple):
+    """What derivatives flow through: x_k, F(x_k) and the solver's state."""
+
     x: Any
     fx: Any
     solver_state: Any
 
 
 class Carry(NamedTuple):
+    """A loop's state: the step count k, the `Iterate`, ‖F(x_k) − x_k‖, the aux output of F at
+    x_k and the observers' states. A finished loop's is what the loop kinds of a
+    `SolveContext` return."""
+
     steps: Array
     iterate: Iterate
     residual: Array
@@ -133,6 +139,22 @@ def run(fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observ
     return jax.lax.while_loop(
         lambda c: _keep_going(c, rule), _step(fn, solver, params, rule, observe), carry
     )
+
+
+def run_keeping(
+    fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observe, evaluate
+) -> tuple[Carry, Any]:
+    """Like `run` (the same steps, the same final carry), with F evaluated as
+    ``evaluate(fn, x, params) -> ((F(x), aux), kept)``; also returns ``kept`` of the last
+    evaluation (at x_K): what a mode keeps of it, e.g. F's linearization there."""
+
+    def keeping(x, params):
+        (fx, aux), kept = evaluate(fn, x, params)
+        return fx, (aux, kept)
+
+    carry = run(keeping, solver, x0, params, rule, observe)
+    aux, kept = carry.aux
+    return carry._replace(aux=aux), kept
 
 
 class Layout(NamedTuple):
@@ -250,32 +272,3 @@ def run_checkpointed(
         layout.slots,
         layout.longest > 1,
     )
-
-
-class Problem(NamedTuple):
-    """Everything a mode needs besides the inputs (all static): the traced map
-    ``fn(x, params) -> (F(x), aux)``, the solver, the stopping rule, ``throw`` and the observers."""
-
-    fn: Map
-    solver: AbstractSolver
-    rule: Rule
-    throw: bool
-    observers: dict
-
-    def observe(self, params) -> Observe:
-        return Observe.of(self.observers, self.fn, params)
-
-    def run(self, x0, params) -> Carry:
-        return run(self.fn, self.solver, x0, params, self.rule, self.observe(params))
-
-    def run_checkpointed(self, x0, params, layout: Layout) -> tuple[Carry, Checkpoints]:
-        return run_checkpointed(
-            self.fn, self.solver, x0, params, self.rule, self.observe(params), layout
-        )
-
-    def rule_status(self, carry: Carry):
-        return status(carry, self.rule)
-
-    def map(self, x, params):
-        """F(x, params) without aux."""
-        return self.fn(x, params)[0]
