@@ -21,6 +21,7 @@ _API = {
     "algorithms": "",
     "bilevel": "",
     "diagnostics": "",
+    "internal": "",
     "linear_solve": "",
     "nonsmooth": "",
     "prox": "",
@@ -32,6 +33,7 @@ _API = {
     "custom_root": "._implicit_solve",
     "implicit_solve": "._implicit_solve",
     "AbstractMode": "._modes",
+    "Auto": "._modes",
     "Implicit": "._modes",
     "OneStep": "._modes",
     "Truncated": "._modes",
@@ -48,7 +50,6 @@ _API = {
     "max_norm": "._tree",
     "rms_norm": "._tree",
     "two_norm": "._tree",
-    "Auto": ".diagnostics",
 }
 
 __all__ = sorted(_API)
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from . import algorithms as algorithms
     from . import bilevel as bilevel
     from . import diagnostics as diagnostics
+    from . import internal as internal
     from . import linear_solve as linear_solve
     from . import nonsmooth as nonsmooth
     from . import prox as prox
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from ._implicit_solve import custom_root as custom_root
     from ._implicit_solve import implicit_solve as implicit_solve
     from ._modes import AbstractMode as AbstractMode
+    from ._modes import Auto as Auto
     from ._modes import Implicit as Implicit
     from ._modes import OneStep as OneStep
     from ._modes import Truncated as Truncated
@@ -84,7 +87,6 @@ if TYPE_CHECKING:
     from ._tree import max_norm as max_norm
     from ._tree import rms_norm as rms_norm
     from ._tree import two_norm as two_norm
-    from .diagnostics import Auto as Auto
 
 
 def __getattr__(name: str):

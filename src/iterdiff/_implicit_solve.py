@@ -32,7 +32,7 @@ from . import _checks, _errors
 from . import _tree as tree
 from ._fixed_point import fixed_point as _fixed_point
 from ._flagged import flag_derivatives
-from ._modes import AbstractMode, Implicit, OneStep, Truncated
+from ._modes import AbstractMode, Implicit
 from ._solution import RESULTS, Solution
 from ._solvers import AbstractSolver
 
@@ -85,12 +85,10 @@ def declared_map(fixed_point, root, objective) -> tuple[Callable, Callable, str]
 def _check_mode(mode, form: str) -> None:
     if not isinstance(mode, AbstractMode):
         raise TypeError(f"implicit_solve(mode=...) takes a mode object, got {mode!r}.")
-    if isinstance(mode, Implicit):
-        return
-    if form == "fixed_point" and isinstance(mode, (OneStep, Truncated)):
+    if mode.accepts_supplied_point(form):
         return
     raise ValueError(
-        f"implicit_solve(mode={type(mode).__name__}(...)) with {form}=: the supplied solver's "
+        f"implicit_solve(mode={mode.label()}) with {form}=: the supplied solver's "
         "iterations are not known to iterdiff, so only modes that differentiate at the returned "
         "point apply: Implicit() for every form, and OneStep() or Truncated(k) (the last k "
         "applications of F at x̄) with fixed_point=F. For Unrolled(), iterate F with "

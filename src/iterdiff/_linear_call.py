@@ -108,6 +108,9 @@ def linear_call(lmap: LinearMap, res, lin, out_like):
         res: residual inputs (pytree of arrays).
         lin: linear inputs (pytree of arrays).
         out_like: a pytree of arrays (or ShapeDtypeStructs) with the layout of the result.
+
+    Returns:
+        ``lmap.apply(res, lin)``, with the layout of ``out_like``.
     """
     res_flat, res_tree = tree_flatten(res)
     lin_flat, lin_tree = tree_flatten(lin)

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 tree_map = jax.tree_util.tree_map
@@ -169,6 +170,27 @@ def ravel(x) -> tuple[Array, Callable[[Array], Any]]:
         return jax.tree_util.tree_unflatten(treedef, out)
 
     return vec, unravel
+
+
+def random_direction(tree, seed: int = 0):
+    """A random unit vector (Euclidean norm 1 over all leaves) with the structure of ``tree``;
+    integer leaves get zeros. Drawn with NumPy from the shapes only (no JAX computation to
+    compile, and a constant when called under jit)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for leaf in leaves:
+        shape, dtype = jnp.shape(leaf), jnp.result_type(leaf)
+        inexact = jnp.issubdtype(dtype, jnp.inexact)
+        draws.append(rng.normal(size=shape) if inexact else np.zeros(shape))
+    total = np.sqrt(sum(float(np.sum(d**2)) for d in draws)) or 1.0
+    out = [
+        jnp.asarray(d / total if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) else d).astype(
+            jnp.result_type(leaf)
+        )
+        for d, leaf in zip(draws, leaves, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 # Stacks: leaves with a leading axis of length m.

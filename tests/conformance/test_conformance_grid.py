@@ -31,7 +31,7 @@ EAGER_EXAMPLES = 5 if THOROUGH else 1
 def test_cell(cell):
     budget = {} if cell.wrapper != "eager" else {"max_examples": EAGER_EXAMPLES}
 
-    @settings(NO_SHRINK, **budget)
+    @settings(NO_SHRINK, **budget)  # one settings object (hypothesis refuses two)
     @given(rho=rates(0.0, 0.9), seed=seeds())
     def prop(rho, seed):
         try:

@@ -152,7 +152,7 @@ def check_gradients(
     for mode, derivative in zip(modes, derivatives, strict=True):
         value, seconds = _timed(derivative, theta, theta_dot)
         estimate = est.for_mode(mode) * scale
-        rows.append(GradientRow(type(mode).__name__ + _suffix(mode), value, estimate, seconds))
+        rows.append(GradientRow(mode.label(), value, estimate, seconds))
 
     def shifted(c):
         return jax.tree_util.tree_map(
@@ -173,11 +173,6 @@ def check_gradients(
     if verbose:
         print(result)
     return result
-
-
-def _suffix(mode) -> str:
-    k = getattr(mode, "k", None)
-    return f"({k})" if k is not None and type(mode).__name__ == "Truncated" else ""
 
 
 def _timed(fn, *args) -> tuple[np.ndarray, float]:
