@@ -34,6 +34,8 @@ from .._options import check_int
 from . import _flat
 from ._contraction import DEFAULT_KRYLOV_DIM, Contraction, contraction_of
 from ._linearize import linearize
+from ._records import rule_used, trace_record
+from ._warn import warn_about
 
 REFERENCE_TOL = 1e-12  # relative residual of the estimator's own linear solves
 DENSE_MAX = 1000  # up to this dimension the estimator's solves are dense
@@ -146,8 +148,6 @@ def error_estimates(
     )
     estimates = estimates._replace(mode=estimates.for_mode(rule_used(sol)))
     if warn:
-        from ._warn import warn_about
-
         warn_about(sol, estimates)
     return estimates
 
@@ -165,20 +165,6 @@ def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
         the estimate (absolute, Euclidean, for one tangent direction), a float.
     """
     return error_estimates(sol, F, theta, **kwargs).mode
-
-
-def rule_used(sol):
-    """The rule that gave the Solution's derivative: its mode, or the rule the mode chose
-    (`Auto`: from ``sol.stats["auto"]``), by the mode's ``rule_used`` hook."""
-    return sol.mode.rule_used(sol.stats)
-
-
-def trace_record(sol) -> dict | None:
-    """The record of a `DerivativeTrace` observer in ``sol.stats``, if one ran."""
-    for value in sol.stats.values():
-        if isinstance(value, dict) and "last_delta" in value and "derivative_rate" in value:
-            return value
-    return None
 
 
 def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, implicit: float) -> float:

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from ._records import rule_used, trace_record
 from ._warnings import (
     DerivativeDivergenceWarning,
     IllConditionedWarning,
@@ -18,8 +19,6 @@ ONE_STEP_FAR = 1e-2  # ‖∂ₓF‖ᵏ above this makes OneStep/Truncated(k) do
 
 def warn_about(sol, est, *, stacklevel: int = 3) -> list:
     """Issue one warning per doubt found in ``sol`` and its `ErrorEstimates`; return them."""
-
-    from ._estimates import rule_used, trace_record
 
     issued = []
 

@@ -14,7 +14,8 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import _check_sample_weight
 
-from .. import AbstractMode, OneStep, bilevel
+from .. import bilevel
+from .._modes import AbstractMode, OneStep
 from .._options import check_int, check_number
 
 

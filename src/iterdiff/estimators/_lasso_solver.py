@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import RESULTS, implicit_solve
+from .._implicit_solve import implicit_solve
+from .._solution import RESULTS
 from ._linalg import factor_solve, spd_factor, spd_solve
 
 _SMALLEST = 16  # working sets are padded to 16·2^k features

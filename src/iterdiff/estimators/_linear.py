@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import implicit_solve
+from .._implicit_solve import implicit_solve
 from .._options import check_number
 from . import _lasso_solver as solver
 from ._base import (

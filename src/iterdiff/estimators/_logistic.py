@@ -32,7 +32,9 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import RESULTS, Picard, fixed_point
+from .._fixed_point import fixed_point
+from .._solution import RESULTS
+from .._solvers import Picard
 from ._base import (
     HyperparameterTuner,
     TuningError,

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import raise_if
+from .._fixed_point import fixed_point
+from .._modes import OneStep
 from .._solution import RESULTS
 from ..algorithms import InteriorPointQP, QPParams
 from ._active_set import project_rows
@@ -32,12 +34,10 @@ def _rows(A, b, E, d):
 
 def _interior_point(qp, max_steps, tol=None):
     """``fixed_point`` of `InteriorPointQP` on ``qp`` (no derivative), reporting, not raising."""
-    import iterdiff as itd  # the public entry point (imported late: this module is part of it)
-
     qp = jax.tree_util.tree_map(jax.lax.stop_gradient, qp)
     ip = InteriorPointQP()
-    return itd.fixed_point(
-        ip.F, ip.init(qp), qp, mode=itd.OneStep(), max_steps=max_steps, tol=tol, throw=False
+    return fixed_point(
+        ip.F, ip.init(qp), qp, mode=OneStep(), max_steps=max_steps, tol=tol, throw=False
     )
 
 
