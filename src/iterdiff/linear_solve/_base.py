@@ -17,7 +17,7 @@ from jax import Array
 
 from .. import _tree as tree
 from .._options import check_int, check_number
-from ._stats import LinearSolveStats, default_tol, verdict
+from ._stats import LinearSolveStats, default_tol, operator_norm_estimate, verdict
 
 Matvec = Callable[[Any], Any]
 
@@ -26,13 +26,18 @@ class Attempt(NamedTuple):
     """What a solver returns for a unit right-hand side.
 
     x: the solution; steps: int32 matvec count; breakdown: bool, a zero denominator stopped the
-    recurrence; residual: b − Mx when the solver already has it exactly, else None.
+    recurrence; residual: b − Mx when the solver already has it exactly, else None;
+    operator_norm: a lower bound on ‖M‖ from the solver's own process (None: estimated by
+    `_stats.operator_norm_estimate`);
+    direct: a direct solver (no steps to run out of).
     """
 
     x: Any
     steps: Array
     breakdown: Array
     residual: Any = None
+    operator_norm: Any = None
+    direct: bool = False
 
 
 def tol_field(owner: str):
@@ -96,7 +101,9 @@ class AbstractLinearSolver(eqx.Module):
         _check_rhs(type(self).__name__, b)
         if not tree.leaves(b):
             zero = jnp.zeros((), jnp.float32)
-            return b, LinearSolveStats(zero, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+            return b, LinearSolveStats(
+                zero, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), zero, zero
+            )
         least = tree.least_precise_dtype(b)
         tol = default_tol(least) if self.tol is None else self.tol
         norm_b = tree.two_norm(b)
@@ -113,25 +120,36 @@ class AbstractLinearSolver(eqx.Module):
         norm_x = tree.two_norm(x)
         growth = norm_x / jnp.where(usable, norm_unit_b, 1)
         correction, inconsistent = self._probe(matvec, unit_b, r)
+        norm_m = (
+            operator_norm_estimate(matvec, unit_b)
+            if attempt.operator_norm is None
+            else attempt.operator_norm
+        )
+        backward = _safe_div(tree.two_norm(r), norm_m * norm_x + norm_unit_b)
+        correction = _safe_div(correction, norm_x)
+        forward = jnp.maximum(norm_m * growth * backward, correction)
         finite_output = tree.all_finite(x) & jnp.isfinite(residual)
         result = verdict(
             finite_input=finite_input,
             zero_input=finite_input & (norm_b == 0),
             finite_output=finite_output,
-            residual=residual,
+            backward_error=backward,
             tol=tol,
             growth=growth,
             eps=float(jnp.finfo(least).eps),
-            correction=_safe_div(correction, norm_x),
+            forward_error=forward,
             breakdown=attempt.breakdown,
             inconsistent=inconsistent,
+            direct=attempt.direct,
         )
         x = tree.scale_wide(scale, x)
         x = tree.where(finite_input, x, tree.full_like(x, jnp.nan))
         # (typed fill values: two Python numbers would make a float64 array under vmap)
         fill = jnp.where(finite_input, jnp.zeros_like(residual), jnp.full_like(residual, jnp.nan))
         residual = jnp.where(usable, residual, fill)
-        return x, LinearSolveStats(residual, attempt.steps, result)
+        backward = jnp.where(usable, backward, fill.astype(backward.dtype))
+        forward = jnp.where(usable, forward, fill.astype(forward.dtype))
+        return x, LinearSolveStats(residual, attempt.steps, result, backward, forward)
 
     @abc.abstractmethod
     def _solve_unit(self, matvec: Matvec, b, tol: float) -> Attempt:
@@ -172,36 +190,51 @@ def restarted(matvec: Matvec, b, tol: float, max_steps: int, sweep, *, exact_res
     """Run ``sweep(x, r, target, budget) -> (x, r, used, breakdown)`` from x = 0 until the true
     residual meets tol·‖b‖, restarting from the current x with its true residual (this repairs
     the drift of a recursive residual). Stops at max_steps matvecs, on a breakdown, on a
-    non-finite residual, or when a sweep makes no step.
+    non-finite residual, when a sweep makes no step, or when the solve has reached its rounding
+    floor: the backward error η = ‖r‖/(‖M‖‖x‖ + ‖b‖) meets tol (‖M‖ from
+    `_stats.operator_norm_estimate`, two matvecs) and the last sweep did not halve the true
+    residual — an ill-conditioned system whose residual cannot reach tol·‖b‖ in this precision
+    (see `_stats`).
 
     The true residual after a sweep costs one matvec, counted when a restart uses it (the last
     one is the final check, returned in the Attempt). ``exact_residual``: the sweep's r is
     already the true residual (no extra matvec).
 
     Returns:
-        An `Attempt` with the true residual.
+        An `Attempt` with the true residual and the ‖M‖ estimate.
     """
-    target = tol * tree.two_norm(b)
+    norm_b = tree.two_norm(b)
+    target = tol * norm_b
     restart_cost = 0 if exact_residual else 1
+    norm_m = operator_norm_estimate(matvec, b)
 
     def cost(sweeps):
         return jnp.where(sweeps > 0, restart_cost, 0).astype(jnp.int32)
 
     def cond(state):
-        _, r, steps, sweeps, stop, _ = state
+        x, r, steps, sweeps, stop, _, previous = state
         norm_r = tree.two_norm(r)
-        return (norm_r > target) & jnp.isfinite(norm_r) & ~stop & (steps + cost(sweeps) < max_steps)
+        floor = (norm_r <= tol * (norm_m * tree.two_norm(x) + norm_b)) & (2 * norm_r > previous)
+        return (
+            (norm_r > target)
+            & jnp.isfinite(norm_r)
+            & ~stop
+            & ~floor
+            & (steps + cost(sweeps) < max_steps)
+        )
 
     def body(state):
-        x, r, steps, sweeps, _, _ = state
+        x, r, steps, sweeps, _, _, _ = state
+        previous = tree.two_norm(r)
         x, r, used, broke = sweep(x, r, target, max_steps - steps - cost(sweeps))
         if not exact_residual:
             r = tree.sub(b, matvec(x))
         used = jnp.asarray(used, jnp.int32)
-        return x, r, steps + used + cost(sweeps), sweeps + 1, broke | (used == 0), broke
+        stop = broke | (used == 0)
+        return x, r, steps + used + cost(sweeps), sweeps + 1, stop, broke, previous
 
     zero = jnp.zeros((), jnp.int32)
     no = jnp.zeros((), bool)
-    init = (tree.zeros_like(b), b, zero, zero, no, no)
-    x, r, steps, _, _, broke = jax.lax.while_loop(cond, body, init)
-    return Attempt(x, steps, broke, r)
+    init = (tree.zeros_like(b), b, zero, zero, no, no, jnp.full_like(norm_b, jnp.inf))
+    x, r, steps, _, _, broke, _ = jax.lax.while_loop(cond, body, init)
+    return Attempt(x, steps, broke, r, operator_norm=norm_m)

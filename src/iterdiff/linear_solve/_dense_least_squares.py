@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from .._options import check_number
 from ._base import AbstractLinearSolver, Attempt, least_squares_probe, tol_field
 from ._materialize import materialize
+from ._stats import dense_norm
 
 
 def _rcond(value):
@@ -33,7 +34,8 @@ class DenseLeastSquares(AbstractLinearSolver):
     def _solve_unit(self, matvec, b, tol) -> Attempt:
         matrix, vec, unravel = materialize(matvec, b)
         x = unravel(jnp.linalg.lstsq(matrix, vec, rcond=self.rcond)[0])
-        return Attempt(x, jnp.asarray(vec.shape[0], jnp.int32), jnp.zeros((), bool))
+        steps = jnp.asarray(vec.shape[0], jnp.int32)
+        return Attempt(x, steps, jnp.zeros((), bool), None, dense_norm(matrix), direct=True)
 
     def _probe(self, matvec, b, r):
         return least_squares_probe(matvec, b, r)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 
 from ._base import AbstractLinearSolver, Attempt, tol_field
 from ._materialize import materialize
+from ._stats import dense_norm
 
 
 class LU(AbstractLinearSolver):
@@ -23,4 +24,5 @@ class LU(AbstractLinearSolver):
         matrix, vec, unravel = materialize(matvec, b)
         factors = jax.scipy.linalg.lu_factor(matrix)
         x = unravel(jax.scipy.linalg.lu_solve(factors, vec))
-        return Attempt(x, jnp.asarray(vec.shape[0], jnp.int32), jnp.zeros((), bool))
+        steps = jnp.asarray(vec.shape[0], jnp.int32)
+        return Attempt(x, steps, jnp.zeros((), bool), None, dense_norm(matrix), direct=True)
