@@ -17,6 +17,7 @@ from ._estimates import error_estimates as error_estimates
 from ._rates import fit_rate as fit_rate
 from ._warnings import DerivativeDivergenceWarning as DerivativeDivergenceWarning
 from ._warnings import IllConditionedWarning as IllConditionedWarning
+from ._warnings import LinearSolveWarning as LinearSolveWarning
 from ._warnings import NotContractiveWarning as NotContractiveWarning
 from ._warnings import NotConvergedWarning as NotConvergedWarning
 from ._warnings import OneStepWarning as OneStepWarning

@@ -36,3 +36,9 @@ class OneStepWarning(TrustWarning):
 class DerivativeDivergenceWarning(TrustWarning):
     """The piggyback derivatives J_k grow while the iterates converge (nonsmooth F with
     switching kink selections, e.g. heavy ball): the unrolled derivative is meaningless."""
+
+
+class LinearSolveWarning(TrustWarning):
+    """The linear solve of the implicit derivative, (I − ∂ₓF) v = B θ̇, failed its verdict
+    (not converged, singular or unresolvably ill-conditioned, inconsistent): the Implicit
+    derivative is NaN (or raises), and its error estimate is inf."""
