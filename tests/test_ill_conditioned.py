@@ -183,3 +183,20 @@ def test_a_nan_derivative_carries_an_infinite_estimate_with_its_reason():
     assert est.implicit == np.inf and est.mode == np.inf
     assert int(est.implicit_solve.result) == itd.RESULTS.linear_ill_conditioned
     assert np.isfinite(est.one_step) and est.one_step >= np.linalg.norm(J) / 10
+
+
+def test_norm_above_one_with_spectral_radius_below_one_is_warned():
+    """Item 4: ‖A‖ = 3.08 while ρ(A) = 0.5 (non-normal): a NotContractiveWarning names the
+    transient growth; the a-priori Unrolled estimate is inf rather than a number built on ρ."""
+    A = jnp.asarray([[0.5, 3.0], [0.0, 0.5]])
+
+    def F(x, theta):
+        return A @ x + theta * jnp.ones(2)
+
+    theta = jnp.asarray(1.0)
+    sol = itd.fixed_point(F, jnp.zeros(2), theta, mode=itd.Unrolled(), max_steps=500)
+    with pytest.warns(dg.NotContractiveWarning, match="transiently"):
+        est = dg.error_estimates(sol, F, theta, direction=jnp.asarray(1.0))
+    assert est.contraction.operator_norm == pytest.approx(np.linalg.norm(np.asarray(A), 2))
+    assert est.contraction.spectral_radius == pytest.approx(0.5, abs=1e-6)
+    assert est.unrolled == np.inf
