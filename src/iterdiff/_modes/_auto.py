@@ -176,7 +176,7 @@ class Auto(AbstractMode):
         return self.rules()[int(np.asarray(stats["auto"]["choice"]))]
 
     def linear_solve_tol(self) -> float | None:
-        return getattr(self.linear_solver, "tol", None)
+        return self.linear_solver.tol
 
     def describe(self, record: dict) -> str:
         """What ``sol.stats["auto"]`` (of one, unbatched solve) says: the rule chosen and why."""
