@@ -183,7 +183,8 @@ class Auto(AbstractMode):
         choice = int(record["choice"])
         a = float(record["operator_norm"])
         s_min, s_max = float(record["sigma_min"]), float(record["sigma_max"])
-        name = self.CHOICES[choice]
+        solvers = (self.least_squares, self.linear_solver)
+        name = ("Unrolled", "OneStep", *(f"Implicit({s.label()})" for s in solvers))[choice]
         if choice == UNROLLED:
             why = "the forward solve did not converge: the derivative of the iterations that ran"
         elif choice == ONE_STEP:
