@@ -11,8 +11,9 @@ hypergradient dL/dλ of a validation loss with `Implicit` — `jit(vmap(value_an
 compiled once per batch size, best of a few timed runs. Devices: a batch of 256 split over
 1, 2 or 4 virtual CPU devices with `jax.shard_map` (each device runs its own loop), each
 count in a subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=D``
-(with a batch of 1024 this program hung on 2 virtual devices of our 2-core machine, in
-execution, with and without ``throw``; the forward solve alone did not — see RESULTS.md).
+(a batch of 1024 once hung on 2 virtual devices of our 2-core machine: jaxlib's batched
+LAPACK kernels deadlock the intra-op pool when every device is inside one, and GMRES then
+called one; it no longer does — see RESULTS.md and docs/scaling_up.md; the timeout stays).
 Spread: a batch of 256 contraction problems (x ← r·sin x + c, float32) where every member
 needs 4 steps (r = 0.05), then the same with one member needing 216 (r = 0.98), then all
 needing 216.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import iterdiff as itd
+import tolerances
 
 RNG = np.random.default_rng(0)
 A = jnp.asarray(RNG.normal(size=(7, 4)))
@@ -334,3 +335,218 @@ def test_implicit_solve_float32_pytree_state():
     want = REFERENCE["lam"]
     assert jac["head"].dtype == jnp.float32
     np.testing.assert_allclose(jnp.concatenate([jac["head"], jac["tail"]]), want, atol=1e-4)
+
+
+# --- success means the problem's own residual is small (issue 28, item 3) -----------------
+# jaxopt's Gauss–Newton test problem (tests/gauss_newton_test.py there): a Michaelis–Menten fit
+# r = rate − β₁s/(β₂ + s). From (0.1, 0.1) and from (0.5, 3), argmin used to "converge" at a
+# point with ‖∇f‖∞ ≈ 0.13 (an uphill Newton direction: Hessian eigenvalues −0.003 and 0.80;
+# no Armijo trial passed, the 0.5²⁹ step was taken and looked like convergence).
+
+SUBSTRATE = jnp.asarray([0.038, 0.194, 0.425, 0.626, 1.253, 2.500, 3.740])
+RATE = jnp.asarray([0.050, 0.127, 0.094, 0.2122, 0.2729, 0.2665, 0.3317])
+FALSE_SUCCESS_STARTS = jnp.asarray([[0.1, 0.1], [0.5, 3.0]])
+
+
+def enzyme_objective(beta, s):
+    r = RATE - beta[0] * s / (beta[1] + s)
+    return 0.5 * jnp.dot(r, r)
+
+
+def enzyme_reference(beta):
+    """Dense references at the returned point, independent of the library: the minimiser x*
+    polished by plain Newton steps, its Hessian, J* = −H⁻¹∂_s∇f there, and the tolerance of the
+    implicit derivative computed at beta: the move of the implicit formula (I − ∂ₓN)⁻¹∂_sN of the
+    plain Newton map N between beta and x* (first order in beta − x*), plus GMRES's relative
+    residual 1e-10 and rounding, times cond(H), times the safety factor."""
+    grad = jax.grad(enzyme_objective)
+    hess = jax.hessian(enzyme_objective)
+
+    def newton(x, s):
+        return x - jnp.linalg.solve(hess(x, s), grad(x, s))
+
+    def implicit_formula(x, s):
+        a, b = jax.jacfwd(newton)(x, s), jax.jacfwd(newton, argnums=1)(x, s)
+        return jnp.linalg.solve(jnp.eye(2) - a, b)
+
+    x_star = beta
+    for _ in range(4):
+        x_star = newton(x_star, SUBSTRATE)
+    h = np.asarray(hess(x_star, SUBSTRATE))
+    want = np.asarray(-jnp.linalg.solve(h, jax.jacfwd(grad, argnums=1)(x_star, SUBSTRATE)))
+    cond = np.linalg.cond(h)
+    moved = np.max(np.abs(np.asarray(implicit_formula(beta, SUBSTRATE)) - want))
+    tol = tolerances.SAFETY * (moved + cond * (1e-10 + 2 * np.sqrt(2) * tolerances.eps(np.float64)))
+    return np.asarray(x_star), h, want, tol * (1 + np.max(np.abs(want)))
+
+
+def enzyme_derivatives(x0):
+    """The solve and its four transforms with respect to the substrate concentrations."""
+
+    def solve(s):
+        sol = itd.argmin(enzyme_objective, x0, s, throw=False)
+        return sol.value, (sol.value, sol.result, sol.residual)
+
+    v, w = jnp.linspace(-1.0, 1.0, 7), jnp.asarray([1.0, -0.5])
+    (_, aux), (jvp, _) = jax.jvp(solve, (SUBSTRATE,), (v,))
+    grad = jax.grad(lambda s: jnp.dot(w, solve(s)[0]))(SUBSTRATE)
+    jacfwd = jax.jacfwd(lambda s: solve(s)[0])(SUBSTRATE)
+    jacrev = jax.jacrev(lambda s: solve(s)[0])(SUBSTRATE)
+    return aux, dict(jvp=(jvp, v), grad=(grad, w), jacfwd=jacfwd, jacrev=jacrev)
+
+
+def check_enzyme(aux, derivatives):
+    value, result, residual = (np.asarray(a) for a in aux)
+    assert int(result) == itd.RESULTS.successful
+    assert residual <= 1e-8 * (1 + np.max(np.abs(value)))
+    g = np.asarray(jax.grad(enzyme_objective)(jnp.asarray(value), SUBSTRATE))
+    assert np.max(np.abs(g)) == pytest.approx(float(residual), rel=1e-6, abs=1e-15)
+    x_star, h, want, tol = enzyme_reference(jnp.asarray(value))
+    assert np.all(np.linalg.eigvalsh(h) > 0)  # a local minimiser
+    for name, got in derivatives.items():
+        if name == "jvp":
+            got, v = got
+            np.testing.assert_allclose(got, want @ np.asarray(v), atol=tol * np.sum(np.abs(v)))
+        elif name == "grad":
+            got, w = got
+            np.testing.assert_allclose(got, np.asarray(w) @ want, atol=tol * np.sum(np.abs(w)))
+        else:
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+def test_argmin_enzyme_fit_ends_stationary_jit_vmap():
+    aux, derivatives = jax.jit(jax.vmap(enzyme_derivatives))(FALSE_SUCCESS_STARTS)
+    for i in range(FALSE_SUCCESS_STARTS.shape[0]):
+        pick = jax.tree_util.tree_map(lambda a, i=i: a[i], (aux, derivatives))
+        check_enzyme(*pick)
+
+
+def test_argmin_enzyme_fit_eager():
+    check_enzyme(*enzyme_derivatives(FALSE_SUCCESS_STARTS[1]))
+    # From (1, 1) it finds the fit jaxopt's Gauss–Newton reports; jaxopt stopped at tol = 1e-6,
+    # so its fit is within ‖H⁻¹‖·1e-6 ≈ 4e-5 of the minimiser (H's eigenvalues: 0.025, 2.5).
+    sol = itd.argmin(enzyme_objective, jnp.asarray([1.0, 1.0]), SUBSTRATE)
+    tol = tolerances.SAFETY * 4e-5
+    np.testing.assert_allclose(sol.value, [0.36183689, 0.55626653], rtol=0, atol=tol)
+
+
+# A square system with no root: G(x) = x² + θ, θ > 0. The merit ½‖G‖² has a local minimum at
+# x = 0 (G = θ there) where no step decreases it: a stall, reported, never differentiated.
+def no_root(x, theta):
+    return x**2 + theta
+
+
+NO_ROOT_THETA = jnp.asarray([1.0])
+STALL_MODES = {"implicit": itd.Implicit(), "one_step": itd.OneStep(), "truncated": itd.Truncated(2)}
+
+
+def stalled_root(theta, mode=itd.Implicit(), throw=True, x0=0.5):
+    return itd.root(no_root, jnp.asarray([x0]), theta, mode=mode, throw=throw)
+
+
+def test_a_stall_is_reported_with_nan_derivatives():
+    sol = stalled_root(NO_ROOT_THETA, throw=False)
+    assert int(sol.result) == itd.RESULTS.stalled
+    assert float(sol.residual) == pytest.approx(1.0, abs=1e-6)  # ‖G‖ at the stall, not a step
+    assert "not solve the problem" in sol.message()
+
+    def transforms(theta, mode):
+        value = lambda th: stalled_root(th, mode, throw=False).value  # noqa: E731
+        return (
+            jax.jvp(value, (theta,), (jnp.ones(1),))[1],
+            jax.grad(lambda th: value(th)[0])(theta),
+            jax.jacfwd(value)(theta),
+            jax.jacrev(value)(theta),
+        )
+
+    for mode in STALL_MODES.values():
+        for got in jax.jit(transforms, static_argnums=1)(NO_ROOT_THETA, mode):
+            assert np.all(np.isnan(got))
+    # Unrolled keeps the derivative of the Newton steps that ran (as fixed_point does).
+    got = jax.jit(jax.jacfwd(lambda th: stalled_root(th, itd.Unrolled(), False).value))(
+        NO_ROOT_THETA
+    )
+    assert np.all(np.isfinite(got))
+
+
+def test_a_stall_raises_in_every_transform():
+    with pytest.raises(itd.SolveError, match="not solve the problem"):
+        stalled_root(NO_ROOT_THETA)  # eager
+    value = lambda th: stalled_root(th).value[0]  # noqa: E731
+    programs = {
+        "jit": jax.jit(value),
+        "grad": jax.jit(jax.grad(value)),  # only the derivative is kept
+        "jvp": jax.jit(lambda th: jax.jvp(value, (th,), (jnp.ones(1),))[1]),
+        "vmap": jax.jit(jax.vmap(lambda th: stalled_root(th).value)),
+    }
+    for name, fn in programs.items():
+        theta = jnp.asarray([[-1.0], [1.0]]) if name == "vmap" else NO_ROOT_THETA  # one has roots
+        with pytest.raises(Exception, match="not solve the problem"):
+            jax.block_until_ready(fn(theta))
+
+
+def test_line_search_reports_failure_instead_of_a_tiny_step():
+    search = itd.algorithms.BacktrackingLineSearch()
+    f = lambda v: jnp.sum(v**2)  # noqa: E731
+    x = jnp.asarray([1.0, -2.0])
+    g = jax.grad(f)(x)
+    eta, ok = search(f, x, f(x), g, -g)
+    assert bool(ok) and float(eta) == 0.5  # exact line minimum of the quadratic
+    eta, ok = search(f, x, f(x), g, g)  # uphill: not searched
+    assert not bool(ok)
+    nan_beyond = lambda v: jnp.where(jnp.all(v == x), f(v), jnp.nan)  # noqa: E731
+    assert not bool(search(nan_beyond, x, f(x), g, -g)[1])
+
+
+def test_modified_newton_direction_descends():
+    from iterdiff.algorithms._descent import floored_jacobian_direction, modified_hessian_direction
+
+    rng = np.random.default_rng(3)
+    q = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    g = jnp.asarray(rng.normal(size=4))
+    for lam in ([2.0, 1.0, 0.5, 0.1], [2.0, 1.0, -0.5, -3e-3], [1.0, 0.0, 0.0, -1.0]):
+        h = jnp.asarray(q @ np.diag(lam) @ q.T)
+        d = modified_hessian_direction(h, g)
+        assert float(g @ d) < 0
+        floor = np.sqrt(tolerances.eps(np.float64)) * np.max(np.abs(lam))
+        want = -np.linalg.solve(q @ np.diag(np.maximum(np.abs(lam), floor)) @ q.T, g)
+        if min(lam) > 0:  # positive definite: Newton's step itself
+            want = -np.linalg.solve(np.asarray(h), g)
+        np.testing.assert_allclose(d, want, rtol=1e-6)
+    j = jnp.asarray([[1.0, 2.0], [2.0, 4.0]])  # singular: the floored direction still descends
+    r = jnp.asarray([1.0, -3.0])
+    assert float(r @ (j @ floored_jacobian_direction(j, r))) < 0
+
+
+# implicit_solve checks the declared problem's residual itself: G(x̄) = 5e-9 at x̄ = 1e8 is above
+# atol = 1e-9 (rtol = 0), but (x̄ − G(x̄)) − x̄ rounds to 0 there, and the point was accepted.
+BIG = jnp.asarray([1e8])
+
+
+def offset_root(x, theta):
+    return x - theta + 5e-9
+
+
+def offset_objective(x, theta):
+    return 0.5 * jnp.sum((x - theta) ** 2) + 5e-9 * jnp.sum(x)
+
+
+@pytest.mark.parametrize("form", ["root", "objective", "custom_root"])
+def test_implicit_solve_checks_the_problems_own_residual(form):
+    def run(theta, throw):
+        kwargs = dict(rtol=0.0, atol=1e-9, throw=throw)
+        if form == "custom_root":
+            return itd.custom_root(offset_root, **kwargs)(lambda x0, th: th)(BIG, theta), None
+        fn = offset_root if form == "root" else offset_objective
+        sol = itd.implicit_solve(lambda x0, th: th, BIG, theta, **{form: fn}, **kwargs)
+        return sol.value, sol
+
+    with pytest.raises(itd.SolveError, match="not a solution"):
+        run(BIG, True)
+    with pytest.raises(Exception, match="not a solution"):
+        jax.block_until_ready(jax.jit(jax.jacrev(lambda th: run(th, True)[0]))(BIG))
+    if form != "custom_root":
+        _, sol = run(BIG, False)
+        assert int(sol.result) == itd.RESULTS.not_a_solution
+        assert float(sol.residual) == pytest.approx(5e-9, rel=1e-6)
+        assert np.all(np.isnan(jax.jacfwd(lambda th: run(th, False)[0])(BIG)))

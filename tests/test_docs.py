@@ -15,6 +15,7 @@ DOCS = ROOT / "docs"
 # Pages whose snippets run in a dedicated test file: page -> that file.
 OWN_RUNNER = {
     "bring_your_own_solver.md": "test_docs_any_solver.py",
+    "extending.md": "test_docs_extending.py",
     "migrating_from_jaxopt.md": "test_docs_any_solver.py",
     "scaling_up.md": "test_docs_scaling.py",
     "trust.md": "test_docs_outputs.py",  # it also compares the printed tables with the page's

@@ -20,6 +20,7 @@ MODULES = [
     "iterdiff.diagnostics",
     "iterdiff.bilevel",
     "iterdiff.estimators",
+    "iterdiff.internal",
 ]
 ARGUMENTS = re.compile(r"^(Arguments|Args|Attributes):\s*$", re.M)
 RETURNS = re.compile(r"^(Returns|Yields):\s*$", re.M)

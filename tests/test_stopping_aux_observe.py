@@ -55,6 +55,18 @@ def test_norms_do_not_under_or_overflow():
         np.testing.assert_allclose(itd.rms_norm(v), 5 * scale / np.sqrt(2), rtol=1e-14)
 
 
+@pytest.mark.parametrize("wrap", [lambda f: f, jax.jit], ids=["eager", "jit"])
+def test_norms_of_mixed_precision_trees_below_float32_range(wrap):
+    """A float64 leaf sets a scale (1e-300) that float32 cannot hold: the float32 leaf (0 here)
+    must not be divided by that scale in float32 (0/0 gave NaN; found by the conformance grid:
+    reverse-mode Neumann/GMRES on a map with ρ = 1e-300)."""
+    v = [jnp.zeros(2, jnp.float32), jnp.asarray([3e-300, 4e-300])]
+    np.testing.assert_allclose(wrap(itd.two_norm)(v), 5e-300, rtol=1e-14)
+    np.testing.assert_allclose(wrap(itd.rms_norm)(v), 5e-300 / 2, rtol=1e-14)
+    w = [jnp.asarray([1e-30], jnp.float32), jnp.asarray([1e-300])]  # float32 leaf dominates
+    np.testing.assert_allclose(wrap(itd.two_norm)(w), 1e-30, rtol=1e-6)
+
+
 # has_aux
 
 

@@ -183,19 +183,17 @@ def test_reverse_sweep_recomputes_the_forward_iterates_bit_for_bit():
     and the checkpoints of a stretch thinned again) must be equal to the last bit, solver
     state included (Anderson amplifies any rounding difference). Checked within one compiled
     program, as under `jax.jit(jax.grad(...))`, against a `Trace` of the forward iterates."""
-    from iterdiff._loop import Layout, Problem, Rule
-    from iterdiff._tangents import Live
-    from iterdiff._tree import max_norm
-    from iterdiff._unrolled import _program_of, _Replay
+    from iterdiff._modes._unrolled import _program_of, _Replay
+    from iterdiff.internal import Layout, Live, Rule, SolveContext
 
     case = zoo.sinkhorn()
     steps = 23
     layout = Layout.of(steps, 4)  # 4 rows: thinned twice, stored iterates 8 steps apart
     trace = itd.Trace(lambda k, x, fx: x, size=32)
-    problem = Problem(
+    problem = SolveContext(
         lambda x, params: (case.F(x, params[0]), None),
         itd.Anderson(history=3),
-        Rule(steps, 0.0, 0.0, max_norm),
+        Rule(steps, 0.0, 0.0, itd.max_norm),
         False,
         {"x": trace},
     )
@@ -204,7 +202,7 @@ def test_reverse_sweep_recomputes_the_forward_iterates_bit_for_bit():
     @jax.jit
     def forward_and_replays(x0, C):
         params = (C, [])
-        carry, ck = problem.run_checkpointed(x0, params, layout)
+        carry, ck = problem.replace(x0=x0, params=params).run_checkpointed(layout)
         replay = _Replay(_program_of(problem), params, sel, sel.pick(x0, params))
 
         def from_row(j):

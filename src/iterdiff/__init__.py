@@ -21,16 +21,19 @@ _API = {
     "algorithms": "",
     "bilevel": "",
     "diagnostics": "",
+    "internal": "",
     "linear_solve": "",
     "nonsmooth": "",
     "prox": "",
     "SolveError": "._errors",
+    "UndeterminedDerivativeWarning": "._errors",
     "fixed_point": "._fixed_point",
     "Supplied": "._implicit_solve",
     "custom_fixed_point": "._implicit_solve",
     "custom_root": "._implicit_solve",
     "implicit_solve": "._implicit_solve",
     "AbstractMode": "._modes",
+    "Auto": "._modes",
     "Implicit": "._modes",
     "OneStep": "._modes",
     "Truncated": "._modes",
@@ -47,7 +50,6 @@ _API = {
     "max_norm": "._tree",
     "rms_norm": "._tree",
     "two_norm": "._tree",
-    "Auto": ".diagnostics",
 }
 
 __all__ = sorted(_API)
@@ -56,16 +58,19 @@ if TYPE_CHECKING:
     from . import algorithms as algorithms
     from . import bilevel as bilevel
     from . import diagnostics as diagnostics
+    from . import internal as internal
     from . import linear_solve as linear_solve
     from . import nonsmooth as nonsmooth
     from . import prox as prox
     from ._errors import SolveError as SolveError
+    from ._errors import UndeterminedDerivativeWarning as UndeterminedDerivativeWarning
     from ._fixed_point import fixed_point as fixed_point
     from ._implicit_solve import Supplied as Supplied
     from ._implicit_solve import custom_fixed_point as custom_fixed_point
     from ._implicit_solve import custom_root as custom_root
     from ._implicit_solve import implicit_solve as implicit_solve
     from ._modes import AbstractMode as AbstractMode
+    from ._modes import Auto as Auto
     from ._modes import Implicit as Implicit
     from ._modes import OneStep as OneStep
     from ._modes import Truncated as Truncated
@@ -82,7 +87,6 @@ if TYPE_CHECKING:
     from ._tree import max_norm as max_norm
     from ._tree import rms_norm as rms_norm
     from ._tree import two_norm as two_norm
-    from .diagnostics import Auto as Auto
 
 
 def __getattr__(name: str):

@@ -4,18 +4,20 @@ derivative rule to the mode through one `jax.custom_jvp`."""
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _checks, _errors
 from . import _tree as tree
-from ._loop import Problem, Rule
-from ._modes import AbstractMode, Implicit
+from ._closure import hoist_closure
+from ._loop import Rule
+from ._modes import AbstractMode, Implicit, SolveContext
 from ._observe import AbstractObserver
 from ._solution import RESULTS, Solution
 from ._solvers import AbstractSolver, Picard
-from ._tangents import Live, is_zero, zero_cotangent
+from ._tangents import Live, instantiate_tree, is_zero, zero_cotangent
 
 
 def fixed_point(
@@ -88,8 +90,8 @@ def fixed_point(
     rtol, atol = _checks.stopping_tolerances(tol, rtol, atol, tree.least_precise_dtype(x0))
 
     fn, params = _trace_once(F, x0, theta, has_aux)
-    problem = Problem(fn, solver, Rule(max_steps, rtol, atol, norm), throw, observers)
-    (x, steps, residual, result), (aux, stats) = _solve(problem, mode, x0, params)
+    ctx = SolveContext(fn, solver, Rule(max_steps, rtol, atol, norm), throw, observers)
+    (x, steps, residual, result), (aux, stats) = _solve(ctx, mode, x0, params)
     x, steps, residual, result = _errors.raise_if(
         (x, steps, residual, result), result, throw, "iterdiff.fixed_point"
     )
@@ -99,23 +101,44 @@ def fixed_point(
 def _trace_once(F, x0, theta, has_aux: bool):
     """Trace F once: hoist the traced values it closes over into explicit parameters (so the
     custom_jvp below differentiates them instead of freezing them), check its output, and
-    return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program."""
+    return ``fn(x, (theta, consts)) -> (F(x), aux)`` evaluating the traced program.
+
+    F may be a callable pytree (an `equinox.Module`, a bound method of one): its floating-point
+    array leaves are parameters like the values a function closes over, passed to the traced
+    program as arguments.
+    """
+    pure, arrays = _split_callable(F)
     try:
-        converted, consts = jax.closure_convert(F, x0, theta)
+        converted, consts = hoist_closure(pure, x0, theta, arrays)
     except Exception as err:
         _checks.note_failed_trace(err)
         raise
-    _checks.check_output(jax.eval_shape(converted, x0, theta, *consts), x0, has_aux)
+    _checks.check_output(jax.eval_shape(converted, x0, theta, arrays, *consts), x0, has_aux)
+    n = len(arrays)
 
     def fn(x, params):
         theta, consts = params
-        out = converted(x, theta, *consts)
+        out = converted(x, theta, consts[:n], *consts[n:])
         return out if has_aux else (out, None)
 
-    return fn, (theta, list(consts))
+    return fn, (theta, [*arrays, *consts])
 
 
-def _solve(problem: Problem, mode: AbstractMode, x0, params):
+def _split_callable(F):
+    """``(pure, arrays)`` with ``pure(x, θ, arrays) = F(x, θ)``: the floating-point array leaves
+    of a callable pytree F taken out (none for a plain function)."""
+    leaves, treedef = jax.tree_util.tree_flatten(F)
+    hoist = [eqx.is_inexact_array(leaf) for leaf in leaves]
+
+    def pure(x, theta, arrays):
+        it = iter(arrays)
+        new = [next(it) if h else leaf for leaf, h in zip(leaves, hoist, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, new)(x, theta)
+
+    return pure, [leaf for leaf, h in zip(leaves, hoist, strict=True) if h]
+
+
+def _solve(ctx: SolveContext, mode: AbstractMode, x0, params):
     """The forward loop, with the mode's derivative rule attached.
 
     Two `jax.custom_jvp` functions share the rule: ``solve`` (the plain loop: what a call that
@@ -126,18 +149,21 @@ def _solve(problem: Problem, mode: AbstractMode, x0, params):
     again and never through the while loop.
     """
 
-    def outputs(carry, params):
-        main = (carry.iterate.x, carry.steps, carry.residual, problem.rule_status(carry))
-        stats = problem.observe(params).finish(carry.observed)
-        return main, (carry.aux, {**stats, **_mode_stats(mode, problem, carry, params)})
+    def outputs(carry, params, cache):
+        main = (carry.iterate.x, carry.steps, carry.residual, ctx.status(carry))
+        observed = ctx.replace(params=params)._observe().finish(carry.observed)
+        stats = _mode_stats(mode, ctx.replace(x0=None, params=params), carry, cache)
+        return main, (carry.aux, {**observed, **stats})
 
     def tangents_out(primals, tangents, out, cache, cache_live: Live):
         live = Live.of(*tangents)
         if live.any:
-            x_dot = mode.tangent(problem, *primals, out[0][0], cache, cache_live, *tangents)
+            at = ctx.replace(x0=primals[0], params=primals[1], live=live, cache_live=cache_live)
+            x0_dot, params_dot = instantiate_tree(tangents, primals)
+            x_dot = mode.tangent(at, out[0][0], cache, x0_dot, params_dot)
         else:
             x_dot = tree.zeros_like(primals[0])
-        x_dot = _flag_failure(x_dot, tangents, out[0][3], mode, problem.throw)
+        x_dot = _flag_failure(x_dot, tangents, out[0][3], mode, ctx.throw)
         float0 = np.zeros((), jax.dtypes.float0)
         rest = jax.tree_util.tree_map(zero_cotangent, out[1])
         return (x_dot, float0, jnp.zeros_like(out[0][2]), float0), rest
@@ -149,8 +175,8 @@ def _solve(problem: Problem, mode: AbstractMode, x0, params):
 
             @jax.custom_jvp
             def cached(x0, params):
-                carry, cache = mode.run(problem, x0, params, live)
-                return outputs(carry, params), cache
+                carry, cache = mode.run(ctx.replace(x0=x0, params=params, live=live))
+                return outputs(carry, params, cache), cache
 
             def cached_jvp(primals, tangents):
                 out, cache = cached(*primals)
@@ -163,7 +189,7 @@ def _solve(problem: Problem, mode: AbstractMode, x0, params):
 
     @jax.custom_jvp
     def solve(x0, params):
-        return outputs(problem.run(x0, params), params)
+        return outputs(ctx.replace(x0=x0, params=params).run(), params, None)
 
     def solve_jvp(primals, tangents):
         live = Live.of(*tangents)
@@ -174,19 +200,16 @@ def _solve(problem: Problem, mode: AbstractMode, x0, params):
     return solve(x0, params)
 
 
-def _mode_stats(mode: AbstractMode, problem: Problem, carry, params) -> dict:
-    """What the mode adds to ``Solution.stats`` from the finished loop: a mode may define
-    ``stats(problem, carry, params) -> dict`` (e.g. `Auto` records the mode it chose and why);
-    its inputs are not differentiated. TODO(core): a default ``stats`` on AbstractMode."""
-    stats = getattr(mode, "stats", None)
-    if stats is None:
-        return {}
-    out = stats(problem, carry, jax.lax.stop_gradient(params))
-    clash = sorted(set(out) & set(problem.observers))
+def _mode_stats(mode: AbstractMode, ctx: SolveContext, carry, cache) -> dict:
+    """What the mode adds to ``Solution.stats`` (its ``stats`` hook) from the finished loop and
+    the cache of its ``run`` (None when not differentiated); its inputs are not differentiated."""
+    ctx = ctx.replace(params=jax.lax.stop_gradient(ctx.params))
+    out = mode.stats(ctx, carry, jax.lax.stop_gradient(cache))
+    clash = sorted(set(out) & set(ctx.observers))
     if clash:
         raise ValueError(
             f"fixed_point(observe=...): the name(s) {clash} are used by the mode "
-            f"{type(mode).__name__} for its own record in Solution.stats; rename the observer."
+            f"{mode.label()} for its own record in Solution.stats; rename the observer."
         )
     return out
 
@@ -210,4 +233,9 @@ def _flag_failure(x_dot, tangents, result, mode: AbstractMode, throw: bool):
     scale = jnp.where(bad, jnp.nan, one)
     live = [t for t in jax.tree_util.tree_leaves(tangents, is_leaf=is_zero) if not is_zero(t)]
     leak = sum((jnp.sum(t).astype(one.dtype) for t in live), jnp.zeros_like(one))
-    return tree.tree_map(lambda t: (scale * t + (scale - 1) * leak).astype(t.dtype), x_dot)
+
+    def flag(t):  # in each leaf's own dtype (a float32 leaf beside float64 ones stays float32)
+        s = scale.astype(t.dtype)
+        return s * t + (s - 1) * leak.astype(t.dtype)
+
+    return tree.tree_map(flag, x_dot)

@@ -11,10 +11,11 @@ so the derivative, the status codes and ``throw`` are exactly those of `fixed_po
 * ``objective=f``: ∇ₓf(x̄, θ) = 0, i.e. ``root=∇ₓf``: ẋ = −(∇²ₓₓf)⁻¹ ∇²ₓθf θ̇ (a symmetric
   system: `linear_solve.CG` applies at a minimiser).
 
-The check: x̄ is accepted when norm(F(x̄, θ) − x̄) ≤ atol + rtol·norm(x̄), the stopping rule of
-`fixed_point` (‖G(x̄)‖ or ‖∇ₓf(x̄)‖ on the left for the root and objective forms). A point that
-fails it is reported with `RESULTS.not_a_solution`: raised (``throw=True``, in every transform,
-also under jit when only derivatives are used) or flagged with NaN derivatives (``throw=False``).
+The check: x̄ is accepted when the declared problem's own residual meets the stopping rule of
+`fixed_point`: norm(R(x̄)) ≤ atol + rtol·norm(x̄) with R = F(x̄) − x̄, G(x̄) or ∇ₓf(x̄) (computed
+directly, never as (x̄ − G(x̄)) − x̄, which cancels when |x̄| ≫ |G(x̄)|). A point that fails it
+is reported with `RESULTS.not_a_solution`: raised (``throw=True``, in every transform, also
+under jit when only derivatives are used) or flagged with NaN derivatives (``throw=False``).
 
 Reference: Blondel et al., "Efficient and modular implicit differentiation", NeurIPS 2022 (the
 ``custom_root`` / ``custom_fixed_point`` decorators of jaxopt).
@@ -30,7 +31,8 @@ import jax.numpy as jnp
 from . import _checks, _errors
 from . import _tree as tree
 from ._fixed_point import fixed_point as _fixed_point
-from ._modes import AbstractMode, Implicit, OneStep, Truncated
+from ._flagged import flag_derivatives
+from ._modes import AbstractMode, Implicit
 from ._solution import RESULTS, Solution
 from ._solvers import AbstractSolver
 
@@ -46,8 +48,9 @@ class Supplied(AbstractSolver):
         return x, state
 
 
-def declared_map(fixed_point, root, objective) -> tuple[Callable[[Any, Any], Any], str]:
-    """The fixed-point map F of the declared problem and the name of the form used."""
+def declared_map(fixed_point, root, objective) -> tuple[Callable, Callable, str]:
+    """The fixed-point map F of the declared problem, its own residual (F(x) − x, G(x) or
+    ∇ₓf(x), with x's structure) and the name of the form used."""
     given = {
         name: fn
         for name, fn in (("fixed_point", fixed_point), ("root", root), ("objective", objective))
@@ -63,31 +66,29 @@ def declared_map(fixed_point, root, objective) -> tuple[Callable[[Any, Any], Any
     if not callable(fn):
         raise TypeError(f"implicit_solve({name}=...) takes a function of (x, theta), got {fn!r}.")
     if name == "fixed_point":
-        return fn, name
+        return fn, (lambda x, theta: tree.sub(fn(x, theta), x)), name
     if name == "root":
-        return (lambda x, theta: tree.sub(x, fn(x, theta))), name
+        return (lambda x, theta: tree.sub(x, fn(x, theta))), fn, name
 
-    def gradient_step(x, theta):
+    def gradient(x, theta):
         value = fn(x, theta)
         if jnp.shape(value) != ():
             raise ValueError(
                 f"implicit_solve(objective=f): f(x, theta) must return a scalar, got shape "
                 f"{jnp.shape(value)}."
             )
-        return tree.sub(x, jax.grad(fn)(x, theta))
+        return jax.grad(fn)(x, theta)
 
-    return gradient_step, name
+    return (lambda x, theta: tree.sub(x, gradient(x, theta))), gradient, name
 
 
 def _check_mode(mode, form: str) -> None:
     if not isinstance(mode, AbstractMode):
         raise TypeError(f"implicit_solve(mode=...) takes a mode object, got {mode!r}.")
-    if isinstance(mode, Implicit):
-        return
-    if form == "fixed_point" and isinstance(mode, (OneStep, Truncated)):
+    if mode.accepts_supplied_point(form):
         return
     raise ValueError(
-        f"implicit_solve(mode={type(mode).__name__}(...)) with {form}=: the supplied solver's "
+        f"implicit_solve(mode={mode.label()}) with {form}=: the supplied solver's "
         "iterations are not known to iterdiff, so only modes that differentiate at the returned "
         "point apply: Implicit() for every form, and OneStep() or Truncated(k) (the last k "
         "applications of F at x̄) with fixed_point=F. For Unrolled(), iterate F with "
@@ -145,18 +146,19 @@ def implicit_solve(
         mode: `Implicit(linear_solver=...)` (default; the linear system is ∂ₓG, ∇²ₓₓf or
             I − ∂ₓF), or with ``fixed_point=`` also `OneStep()` / `Truncated(k)`.
         has_aux: ``solve`` returns ``(x, aux)``; ``Solution.aux`` is aux (not differentiated).
-        tol, rtol, atol, norm: the check of the supplied point x̄:
-            ``norm(F(x̄) − x̄) ≤ atol + rtol·norm(x̄)`` (F − x is −G or −∇ₓf for the other
-            forms); defaults as in `fixed_point` (1e-8 in float64, 1e-5 in float32).
+        tol, rtol, atol, norm: the check of the supplied point x̄ on the declared problem's
+            own residual: ``norm(R(x̄)) ≤ atol + rtol·norm(x̄)`` with R = F(x̄) − x̄, G(x̄) or
+            ∇ₓf(x̄) (the rule `root` and `argmin` stop on); defaults as in `fixed_point`
+            (1e-8 in float64, 1e-5 in float32).
         throw: raise `SolveError` when the check or the derivative's linear solve fails;
             with False the failure is in ``Solution.result`` and derivatives are NaN.
 
     Returns:
         A `Solution`: ``value`` = x̄ (carrying the derivative), ``steps`` = 0, ``residual``
-        at x̄, ``result`` (`RESULTS.not_a_solution` when the check failed), ``aux``,
+        norm(R(x̄)), ``result`` (`RESULTS.not_a_solution` when the check failed), ``aux``,
         ``solver`` = `Supplied()`.
     """
-    F, form = declared_map(fixed_point, root, objective)
+    F, residual_of, form = declared_map(fixed_point, root, objective)
     _check_mode(mode, form)
     _checks.check_options(1, throw, has_aux, norm)
     x0 = _checks.as_arrays(x0, "x0")
@@ -171,12 +173,17 @@ def implicit_solve(
     x = jax.lax.stop_gradient(_checks.as_arrays(x, "solve(x0, theta)"))
     _check_supplied(x, x0)
 
-    # The check, upstream of fixed_point's own (the same rule) so that its message comes first.
-    residual = norm(tree.sub(F(x, jax.lax.stop_gradient(theta)), x))
+    # The check, on the problem's own residual (G(x̄) itself, not (x̄ − G(x̄)) − x̄, which
+    # cancels to 0 when |x̄| ≫ |G(x̄)|), upstream of fixed_point so that its message comes first.
+    residual = norm(residual_of(x, jax.lax.stop_gradient(theta)))
     bad = ~(residual <= atol + rtol * norm(x)) | ~tree.all_finite(x)
     code = jnp.where(bad, RESULTS.not_a_solution, RESULTS.successful).astype(jnp.int32)
     x = _errors.raise_if(x, code, throw, f"iterdiff.implicit_solve ({form}=)")
 
+    # The point is judged above; fixed_point only attaches the derivative at it (its own rule
+    # on F(x̄) − x̄ is made to pass with an atol every finite residual meets, the largest number
+    # of x's least precise dtype; its status still reports NaN or inf).
+    any_residual = float(jnp.finfo(tree.least_precise_dtype(x0)).max)
     sol = _fixed_point(
         F,
         x,
@@ -184,14 +191,21 @@ def implicit_solve(
         mode=mode,
         solver=Supplied(),
         max_steps=1,
-        rtol=rtol,
-        atol=atol,
+        rtol=0.0,
+        atol=any_residual,
         norm=norm,
         throw=throw,
     )
     result = jnp.where(bad, code, sol.result).astype(jnp.int32)
+    value = flag_derivatives(
+        sol.value,
+        result,
+        throw=throw,
+        assumes_fixed_point=mode.assumes_fixed_point,
+        prefix=f"iterdiff.implicit_solve ({form}=) (derivative)",
+    )
     steps = jnp.zeros_like(sol.steps)
-    return Solution(sol.value, steps, sol.residual, result, aux, sol.stats, mode, Supplied())
+    return Solution(value, steps, residual, result, aux, sol.stats, mode, Supplied())
 
 
 def _decorator(name: str, form: str, fn, kwargs):

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from ._tangents import ZERO
+
 tree_flatten = jax.tree_util.tree_flatten
 tree_unflatten = jax.tree_util.tree_unflatten
 
@@ -36,7 +38,8 @@ class LinearMap:
         apply: ``(res, lin) -> y``, linear in lin.
         transpose: ``(res, ct) -> lin_ct``, the adjoint of ``apply(res, ·)``.
         d_apply: ``(res, lin, res_dot) -> y_dot``, the derivative of ``apply`` in res along
-            res_dot (a pytree like res with None for zero tangents); None if not differentiable.
+            res_dot (a pytree like res with `_tangents.ZERO` for zero tangents); None if not
+            differentiable.
         d_transpose: the same for ``transpose``.
         name: for error messages.
 
@@ -105,6 +108,9 @@ def linear_call(lmap: LinearMap, res, lin, out_like):
         res: residual inputs (pytree of arrays).
         lin: linear inputs (pytree of arrays).
         out_like: a pytree of arrays (or ShapeDtypeStructs) with the layout of the result.
+
+    Returns:
+        ``lmap.apply(res, lin)``, with the layout of ``out_like``.
     """
     res_flat, res_tree = tree_flatten(res)
     lin_flat, lin_tree = tree_flatten(lin)
@@ -140,7 +146,7 @@ def _jvp(primals, tangents, *, spec: _Spec):
                 f"a derivative of order three or higher)."
             )
         res, lin = spec.split(primals)
-        live = tree_unflatten(spec.res_tree, [None if type(t) is ad.Zero else t for t in res_dot])
+        live = tree_unflatten(spec.res_tree, [ZERO if type(t) is ad.Zero else t for t in res_dot])
         d = spec.lmap.d_apply(res, lin, live)
         terms.append(tree_flatten(d)[0])
     if not terms:
@@ -178,25 +184,46 @@ def _batch(axis_data, args, dims, *, spec: _Spec):
         jnp.broadcast_to(v, (size,) + jnp.shape(v)) if d is None else jnp.moveaxis(v, d, 0)
         for v, d in zip(lin, dims[spec.n_res :], strict=True)
     ]
-    res_axes = tree_unflatten(spec.res_tree, list(res_dims))
-    batched = _batched_spec(spec, res_axes, size)
+    batched = _batched_spec(spec, list(res_dims), size)
     out = _linear_call_p.bind(*res, *lin, spec=batched)
     return out, [0] * len(out)
 
 
-def _batched_spec(spec: _Spec, res_axes, size: int) -> _Spec:
+def _batched_spec(spec: _Spec, res_dims: list, size: int) -> _Spec:
     lmap = spec.lmap
+    res_axes = tree_unflatten(spec.res_tree, res_dims)
 
-    def vmapped(fn, n_extra):
+    def vmapped(fn):
         if fn is None:
             return None
-        return jax.vmap(fn, in_axes=(res_axes, 0) + (res_axes,) * n_extra, axis_size=size)
+        return jax.vmap(fn, in_axes=(res_axes, 0), axis_size=size)
+
+    def vmapped_derivative(fn):
+        """fn(res, lin, res_dot) batched: the `ZERO` markers of res_dot (leaves that are not
+        arrays) stay outside the vmap, the tangents batch like their residuals."""
+        if fn is None:
+            return None
+
+        def call(res, lin, res_dot):
+            flat = tree_flatten(res_dot)[0]  # aligned with the leaves of res
+            keep = [i for i, t in enumerate(flat) if t is not ZERO]
+
+            def inner(res, lin, live):
+                full = [ZERO] * len(flat)
+                for i, t in zip(keep, live, strict=True):
+                    full[i] = t
+                return fn(res, lin, tree_unflatten(spec.res_tree, full))
+
+            axes = (res_axes, 0, [res_dims[i] for i in keep])
+            return jax.vmap(inner, in_axes=axes, axis_size=size)(res, lin, [flat[i] for i in keep])
+
+        return call
 
     batched = LinearMap(
-        vmapped(lmap.apply, 0),
-        vmapped(lmap.transpose, 0),
-        vmapped(lmap.d_apply, 1),
-        vmapped(lmap.d_transpose, 1),
+        vmapped(lmap.apply),
+        vmapped(lmap.transpose),
+        vmapped_derivative(lmap.d_apply),
+        vmapped_derivative(lmap.d_transpose),
         lmap.name,
     )
 

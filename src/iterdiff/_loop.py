@@ -27,7 +27,14 @@ Map = Callable[[Any, Any], tuple[Any, Any]]  # (x, params) -> (F(x, params), aux
 
 
 class Rule(NamedTuple):
-    """The stopping rule (static)."""
+    """The stopping rule (static): stop at the first k with
+    norm(F(x_k) − x_k) ≤ atol + rtol·norm(x_k), or at k = max_steps.
+
+    Attributes:
+        max_steps: the most solver updates.
+        rtol, atol: the relative and absolute tolerances.
+        norm: a function of a pytree returning a scalar.
+    """
 
     max_steps: int
     rtol: float
@@ -39,12 +46,30 @@ class Rule(NamedTuple):
 
 
 class Iterate(NamedTuple):
+    """What derivatives flow through: x_k, F(x_k) and the solver's state.
+
+    Attributes:
+        x: the iterate x_k.
+        fx: F(x_k).
+        solver_state: the solver's state (e.g. Anderson's history).
+    """
+
     x: Any
     fx: Any
     solver_state: Any
 
 
 class Carry(NamedTuple):
+    """A loop's state; a finished loop's is what the loop kinds of a `SolveContext` return.
+
+    Attributes:
+        steps: the number k of solver updates run.
+        iterate: the `Iterate` (x_k, F(x_k), solver state).
+        residual: norm(F(x_k) − x_k).
+        aux: the aux output of F at x_k.
+        observed: the observers' states.
+    """
+
     steps: Array
     iterate: Iterate
     residual: Array
@@ -135,6 +160,22 @@ def run(fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observ
     )
 
 
+def run_keeping(
+    fn: Map, solver: AbstractSolver, x0, params, rule: Rule, observe: Observe, evaluate
+) -> tuple[Carry, Any]:
+    """Like `run` (the same steps, the same final carry), with F evaluated as
+    ``evaluate(fn, x, params) -> ((F(x), aux), kept)``; also returns ``kept`` of the last
+    evaluation (at x_K): what a mode keeps of it, e.g. F's linearization there."""
+
+    def keeping(x, params):
+        (fx, aux), kept = evaluate(fn, x, params)
+        return fx, (aux, kept)
+
+    carry = run(keeping, solver, x0, params, rule, observe)
+    aux, kept = carry.aux
+    return carry._replace(aux=aux), kept
+
+
 class Layout(NamedTuple):
     """Static shape of `Unrolled`'s checkpoints.
 
@@ -143,6 +184,12 @@ class Layout(NamedTuple):
     ``buffers``: the rows of the reverse sweep's recomputation buffer at each level: a stretch
     of n steps is recomputed into ``buffers[d]`` rows when it fits, otherwise thinned into them
     and each piece reversed at level d + 1; at the last level it always fits.
+    Build it with ``Layout.of(max_steps, rows)``.
+
+    Attributes:
+        slots: S, the rows of the forward store.
+        longest: the largest interval between stored iterates for runs of up to max_steps.
+        buffers: the rows of the recomputation buffer at each level.
     """
 
     slots: int
@@ -167,7 +214,13 @@ class Layout(NamedTuple):
 class Checkpoints(NamedTuple):
     """Iterates at steps 0, I, 2I, … (``count`` of them), I = ``interval`` (a power of 2).
 
-    Checkpoint j is in row `checkpoint_row` (j, I, S) of the S-row ``store``: use `get`."""
+    Checkpoint j is in row `checkpoint_row` (j, I, S) of the S-row ``store``: use `get`.
+
+    Attributes:
+        store: the stored `Iterate` s, stacked (leading axis S).
+        interval: I, the steps between consecutive checkpoints.
+        count: the number of checkpoints stored.
+    """
 
     store: Any
     interval: Array
@@ -250,32 +303,3 @@ def run_checkpointed(
         layout.slots,
         layout.longest > 1,
     )
-
-
-class Problem(NamedTuple):
-    """Everything a mode needs besides the inputs (all static): the traced map
-    ``fn(x, params) -> (F(x), aux)``, the solver, the stopping rule, ``throw`` and the observers."""
-
-    fn: Map
-    solver: AbstractSolver
-    rule: Rule
-    throw: bool
-    observers: dict
-
-    def observe(self, params) -> Observe:
-        return Observe.of(self.observers, self.fn, params)
-
-    def run(self, x0, params) -> Carry:
-        return run(self.fn, self.solver, x0, params, self.rule, self.observe(params))
-
-    def run_checkpointed(self, x0, params, layout: Layout) -> tuple[Carry, Checkpoints]:
-        return run_checkpointed(
-            self.fn, self.solver, x0, params, self.rule, self.observe(params), layout
-        )
-
-    def rule_status(self, carry: Carry):
-        return status(carry, self.rule)
-
-    def map(self, x, params):
-        """F(x, params) without aux."""
-        return self.fn(x, params)[0]

@@ -10,7 +10,14 @@ from jax.custom_derivatives import SymbolicZero
 
 
 def is_zero(t) -> bool:
-    """A tangent JAX knows to be zero (symbolic, or float0 for an integer primal)."""
+    """A tangent JAX knows to be zero (symbolic, or float0 for an integer primal).
+
+    Arguments:
+        t: a tangent.
+
+    Returns:
+        True for a symbolic zero or a float0 tangent.
+    """
     return isinstance(t, SymbolicZero) or getattr(t, "dtype", None) == jax.dtypes.float0
 
 
@@ -28,24 +35,55 @@ def instantiate(tangent, primal):
 
 
 def instantiate_tree(tangents, primals):
+    """Concrete tangents: zeros (float0 for integer leaves) where a tangent is a known zero.
+
+    Arguments:
+        tangents: tangents of ``primals``, possibly with symbolic zeros.
+        primals: the primal values.
+
+    Returns:
+        the tangents, with no symbolic zero left.
+    """
     return jax.tree_util.tree_map(instantiate, tangents, primals, is_leaf=is_zero)
 
 
-def fill_none(tangents, primals):
-    """Tangents given with None for zero (`linear_call` derivatives), made concrete."""
-    if tangents is None:
-        return jax.tree_util.tree_map(zero_cotangent, primals)
+class _ZeroTangent:
+    """The marker of a zero tangent in the tangents a `linear_call` derivative receives: a
+    leaf, unlike None, which is also a (leafless) node of the pytrees users pass as x and θ."""
+
+    def __repr__(self) -> str:
+        return "ZERO"
+
+
+ZERO = _ZeroTangent()
+
+
+def fill_zeros(tangents, primals):
+    """Tangents given with `ZERO` for zero (`linear_call` derivatives), made concrete.
+
+    Arguments:
+        tangents: tangents of ``primals`` with `ZERO` leaves.
+        primals: the primal values.
+
+    Returns:
+        the tangents, with zeros of each primal's dtype (float0 for integers) for `ZERO`.
+    """
     return jax.tree_util.tree_map(
-        lambda t, p: zero_cotangent(p) if t is None else t,
-        tangents,
-        primals,
-        is_leaf=lambda t: t is None,
+        lambda t, p: zero_cotangent(p) if t is ZERO else t, tangents, primals
     )
 
 
 class Live(eqx.Module):
     """Which leaves of (x0, params) carry a nonzero tangent, so that a linear map built on the
-    tangents takes only those as inputs (reverse mode needs every input to be linear)."""
+    tangents takes only those as inputs (reverse mode needs every input to be linear).
+
+    ``Live.of(x0_dot, params_dot)`` builds it from tangents; ``pick_params``/``pack`` select the
+    live leaves and ``merge_params``/``merge`` put them back.
+
+    Attributes:
+        x0: one flag per leaf of x0.
+        params: one flag per leaf of params.
+    """
 
     x0: tuple[bool, ...]
     params: tuple[bool, ...]

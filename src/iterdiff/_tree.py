@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 tree_map = jax.tree_util.tree_map
@@ -117,7 +118,8 @@ def two_norm(x) -> Array:
     """
     s = max_norm(x)
     safe = jnp.where((s > 0) & jnp.isfinite(s), s, 1)
-    sq = [jnp.sum(jnp.square(jnp.abs(a) / _cast(safe, a))).astype(s.dtype) for a in leaves(x)]
+    # Divided in the widest dtype: s (set by a float64 leaf) may be below a float32 leaf's range.
+    sq = [jnp.sum(jnp.square(jnp.abs(a).astype(s.dtype) / safe)) for a in leaves(x)]
     scaled = safe * jnp.sqrt(sum(sq[1:], sq[0]))
     return jnp.where(jnp.isfinite(s) & (s > 0), scaled, s)
 
@@ -140,10 +142,10 @@ def all_finite(x) -> Array:
 
 
 def normalize(x):
-    """(x / ‖x‖₂, ‖x‖₂), with x/0 = 0."""
+    """(x / ‖x‖₂, ‖x‖₂), with x/0 = 0 (each quotient formed in the widest dtype)."""
     n = two_norm(x)
     safe = jnp.where(n > 0, n, 1)
-    return scale(1 / safe, x), n
+    return scale_wide(1 / safe, x), n
 
 
 def ravel(x) -> tuple[Array, Callable[[Array], Any]]:
@@ -168,6 +170,27 @@ def ravel(x) -> tuple[Array, Callable[[Array], Any]]:
         return jax.tree_util.tree_unflatten(treedef, out)
 
     return vec, unravel
+
+
+def random_direction(tree, seed: int = 0):
+    """A random unit vector (Euclidean norm 1 over all leaves) with the structure of ``tree``;
+    integer leaves get zeros. Drawn with NumPy from the shapes only (no JAX computation to
+    compile, and a constant when called under jit)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for leaf in leaves:
+        shape, dtype = jnp.shape(leaf), jnp.result_type(leaf)
+        inexact = jnp.issubdtype(dtype, jnp.inexact)
+        draws.append(rng.normal(size=shape) if inexact else np.zeros(shape))
+    total = np.sqrt(sum(float(np.sum(d**2)) for d in draws)) or 1.0
+    out = [
+        jnp.asarray(d / total if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) else d).astype(
+            jnp.result_type(leaf)
+        )
+        for d, leaf in zip(draws, leaves, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 # Stacks: leaves with a leading axis of length m.

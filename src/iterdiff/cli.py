@@ -187,6 +187,13 @@ def _progress(names):
 
 
 def _report(names: list[str], out: str, size: str, seed: int) -> int:
+    from ._extras import MissingExtraError, require
+
+    try:
+        require("demo", "iterdiff demo (and iterdiff report)")
+    except MissingExtraError as err:
+        print(f"iterdiff: {err}", file=sys.stderr)
+        return 2
     out_path = _check_writable(out)
     os.environ.setdefault("MPLBACKEND", "Agg")
     print(

@@ -14,6 +14,7 @@ A prox is a function ``prox(v, step, theta) = argmin_u g(u, θ) + ‖u − v‖�
 from ._admm import ADMM as ADMM
 from ._admm import ADMMState as ADMMState
 from ._base import AbstractAlgorithm as AbstractAlgorithm
+from ._descent import BacktrackingLineSearch as BacktrackingLineSearch
 from ._douglas_rachford import DouglasRachford as DouglasRachford
 from ._forward_backward import ForwardBackward as ForwardBackward
 from ._gradient_descent import GradientDescent as GradientDescent
@@ -24,7 +25,6 @@ from ._interior_point import QPParams as QPParams
 from ._interior_point import QPState as QPState
 from ._nesterov import Nesterov as Nesterov
 from ._nesterov import NesterovState as NesterovState
-from ._newton import BacktrackingLineSearch as BacktrackingLineSearch
 from ._newton import Newton as Newton
 from ._sinkhorn import OTParams as OTParams
 from ._sinkhorn import Sinkhorn as Sinkhorn

@@ -14,7 +14,8 @@ from ._factored_solve import lu_solver
 class QPParams(NamedTuple):
     """min ½xᵀQx + qᵀx s.t. Ax = b, Gx ≤ h. Q (n×n, positive semidefinite and positive
     definite on the null space of A), q (n,), A (m×n), b (m,), G (p×n), h (p,). A and b, or G
-    and h, may be None when there are no such constraints.
+    and h, may be None when there are no such constraints. Only the symmetric part (Q + Qᵀ)/2
+    enters the problem (and its derivatives); float32 data is solved in float32.
 
     Attributes:
         Q: (n, n), positive semidefinite.
@@ -118,7 +119,11 @@ class InteriorPointQP(AbstractAlgorithm):
         n = q.shape[0]
         A, b = _pair("A", "b", p.A, p.b, n, dtype)
         G, h = _pair("G", "h", p.G, p.h, n, dtype)
-        return QPParams(Q.astype(dtype), q.astype(dtype), A, b, G, h)
+        # The objective ½xᵀQx sees only the symmetric part of Q: using it in the KKT system
+        # makes the derivative with respect to Q that of the QP (symmetric in every direction),
+        # not that of Qx + q + Aᵀy + Gᵀz = 0 with a nonsymmetric perturbation of Q.
+        Q = Q.astype(dtype)
+        return QPParams(0.5 * (Q + Q.T), q.astype(dtype), A, b, G, h)
 
     def init(self, theta, x0=None) -> QPState:
         """``x0`` (a `QPState`, e.g. a previous solution) or a Mehrotra-style start: the solution of the equality-constrained least-squares problem
@@ -128,12 +133,12 @@ class InteriorPointQP(AbstractAlgorithm):
             return x0
         Q, q, A, b, G, h = self.problem(theta)
         n, m, p = q.shape[0], b.shape[0], h.shape[0]
-        zeros = jnp.zeros
+        zeros = lambda shape: jnp.zeros(shape, q.dtype)  # noqa: E731 (float32 data stays float32)
         K = jnp.block(
             [
                 [Q, A.T, G.T],
                 [A, zeros((m, m)), zeros((m, p))],
-                [G, zeros((p, m)), -jnp.eye(p)],
+                [G, zeros((p, m)), -jnp.eye(p, dtype=q.dtype)],
             ]
         )
         sol = jnp.linalg.solve(K, jnp.concatenate([-q, b, h]))
@@ -148,13 +153,13 @@ class InteriorPointQP(AbstractAlgorithm):
         r_d = Q @ x + q + A.T @ y + G.T @ z
         r_p = A @ x - b
         r_i = G @ x + s - h
-        zeros = jnp.zeros
+        zeros = lambda shape: jnp.zeros(shape, q.dtype)  # noqa: E731
         K = jnp.block(
             [
                 [Q, zeros((n, p)), A.T, G.T],
                 [zeros((p, n)), jnp.diag(z), zeros((p, m)), jnp.diag(s)],
                 [A, zeros((m, p)), zeros((m, m)), zeros((m, p))],
-                [G, jnp.eye(p), zeros((p, m)), zeros((p, p))],
+                [G, jnp.eye(p, dtype=q.dtype), zeros((p, m)), zeros((p, p))],
             ]
         )
         solve = lu_solver(K)  # one factorisation, reused by both directions and derivatives

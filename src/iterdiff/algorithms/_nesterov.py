@@ -46,7 +46,9 @@ class Nesterov(AbstractAlgorithm):
     a minimiser of f + g. s_k ≈ 2/k converges only sublinearly (|s_{k+1} − s_k| ≈ 2/k²), so the
     fixed-point residual of the schedule needs ~√(2/tol) steps: loosen ``tol`` or use a constant
     ``momentum``. At s = 0 (β = 1) the Jacobian in (x, y) has spectral radius √ρ(∂T) < 1 where T
-    is a contraction, and s does not depend on θ, so implicit differentiation is well posed.
+    is a contraction, and s does not depend on θ, so implicit differentiation is well posed. s is
+    under `jax.lax.stop_gradient` (a function of the step count, not of θ or x): otherwise its
+    own ∂s'/∂s = 1 at s = 0 would make I − ∂F singular along s.
 
     With a constant ``momentum`` β (e.g. (√κ − 1)/(√κ + 1) for μ-strongly convex f), s starts
     and stays at 0 and the iterates converge linearly.
@@ -83,6 +85,11 @@ class Nesterov(AbstractAlgorithm):
 
     def F(self, state: NesterovState, theta) -> NesterovState:
         x, y, s = state
+        # s_k is a function of k alone, so it carries no derivative (θ never reaches it). Its
+        # recursion has ∂s'/∂s = 1 at its fixed point s = 0 (hence the sublinear schedule),
+        # which would make I − ∂F singular along s, a direction no readout of x sees: forward
+        # mode would then warn that the state's tangent is undetermined along s.
+        s = jax.lax.stop_gradient(s)
         gamma = resolve(self.step, theta)
         v = tree_axpy(-gamma, self.grad(y, theta), y)
         x_new = v if self.prox is None else self.prox(v, gamma, theta)

@@ -4,6 +4,7 @@ result = itd.bilevel.minimize(F, outer, x0, theta0, optimizer=optax.adam(0.1),
                               constraint=itd.bilevel.Positive())
 """
 
+from . import _requires as _requires  # first: names the extra if a dependency is missing
 from ._constraints import AbstractConstraint as AbstractConstraint
 from ._constraints import Box as Box
 from ._constraints import Positive as Positive

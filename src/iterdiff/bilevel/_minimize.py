@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import RESULTS, Implicit, Picard, fixed_point
+from .._fixed_point import fixed_point
+from .._modes import Implicit
 from .._options import check_int, check_number
+from .._solution import RESULTS
+from .._solvers import Picard
 from ._constraints import (
     AbstractConstraint,
     Real,

@@ -1,7 +1,7 @@
 """How far can a derivative be trusted: contraction checks, derivative traces, error estimates,
 `check_gradients`, warnings and the `Auto` mode. See docs/trust.md."""
 
-from ._auto import Auto as Auto
+from .._modes import Auto as Auto  # a mode; kept here for compatibility
 from ._check_gradients import GradientCheck as GradientCheck
 from ._check_gradients import GradientRow as GradientRow
 from ._check_gradients import check_gradients as check_gradients

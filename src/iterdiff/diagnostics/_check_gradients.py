@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._fixed_point import fixed_point
+from .._modes import Implicit, OneStep, Truncated, Unrolled
 from .._options import check_int, check_number
 from . import _flat
 from ._estimates import error_estimates
@@ -109,11 +111,9 @@ def check_gradients(
         compiled), the contraction of ∂ₓF, and a table as ``str()``. The finite-difference
         row's error is the Richardson estimate ‖D(2h) − D(h)‖/3.
     """
-    import iterdiff as itd
-
     max_steps = check_int("check_gradients", "max_steps", max_steps)
     if modes is None:
-        modes = (itd.Implicit(), itd.Unrolled(), itd.Truncated(10), itd.OneStep())
+        modes = (Implicit(), Unrolled(), Truncated(10), OneStep())
     identity = readout is None
     readout = (lambda x, t: x) if identity else readout
     theta_dot = _flat.random_direction(theta, seed) if direction is None else direction
@@ -123,14 +123,14 @@ def check_gradients(
         fd_step = eps ** (1 / 3) * max(1.0, float(jnp.linalg.norm(flat_theta)))
     fd_step = check_number("check_gradients", "fd_step", fd_step, low=0.0)
 
-    sol = itd.fixed_point(F, x0, theta, max_steps=max_steps, throw=False)
+    sol = fixed_point(F, x0, theta, max_steps=max_steps, throw=False)
     est = error_estimates(sol, F, theta, direction=theta_dot, seed=seed, warn=False)
     scale = 1.0 if identity else _readout_norm(readout, sol.value, theta, seed)
 
     def derivative_in(mode):
         def derivative(t, t_dot):
             def r(t):
-                s = itd.fixed_point(F, x0, t, mode=mode, max_steps=max_steps, throw=False)
+                s = fixed_point(F, x0, t, mode=mode, max_steps=max_steps, throw=False)
                 return _flat.flatten(readout(s.value, t))[0]
 
             return jax.jvp(r, (t,), (t_dot,))[1]
@@ -138,7 +138,7 @@ def check_gradients(
         return derivative
 
     def value_at(t):
-        s = itd.fixed_point(F, x0, t, max_steps=10 * max_steps, tol=1e-13, throw=False)
+        s = fixed_point(F, x0, t, max_steps=10 * max_steps, tol=1e-13, throw=False)
         return _flat.flatten(readout(s.value, t))[0]
 
     # Trace every program, then compile them side by side (XLA compiles outside the GIL):
@@ -152,7 +152,7 @@ def check_gradients(
     for mode, derivative in zip(modes, derivatives, strict=True):
         value, seconds = _timed(derivative, theta, theta_dot)
         estimate = est.for_mode(mode) * scale
-        rows.append(GradientRow(type(mode).__name__ + _suffix(mode), value, estimate, seconds))
+        rows.append(GradientRow(mode.label(), value, estimate, seconds))
 
     def shifted(c):
         return jax.tree_util.tree_map(
@@ -173,11 +173,6 @@ def check_gradients(
     if verbose:
         print(result)
     return result
-
-
-def _suffix(mode) -> str:
-    k = getattr(mode, "k", None)
-    return f"({k})" if k is not None and type(mode).__name__ == "Truncated" else ""
 
 
 def _timed(fn, *args) -> tuple[np.ndarray, float]:

@@ -34,6 +34,8 @@ from .._options import check_int
 from . import _flat
 from ._contraction import DEFAULT_KRYLOV_DIM, Contraction, contraction_of
 from ._linearize import linearize
+from ._records import rule_used, trace_record
+from ._warn import warn_about
 
 REFERENCE_TOL = 1e-12  # relative residual of the estimator's own linear solves
 DENSE_MAX = 1000  # up to this dimension the estimator's solves are dense
@@ -68,17 +70,9 @@ class ErrorEstimates(NamedTuple):
         return self.truncated(1)
 
     def for_mode(self, mode) -> float:
-        """The estimate for a mode object (NaN for a mode without one)."""
-        import iterdiff as itd
-
-        if isinstance(mode, itd.Implicit):
-            return self.implicit
-        k = last_steps(mode)
-        if k is not None:
-            return self.truncated(k)
-        if isinstance(mode, itd.Unrolled):
-            return self.unrolled
-        return float("nan")
+        """The estimate for a mode object (its ``error_estimate`` hook; NaN for a mode without
+        one)."""
+        return float(mode.error_estimate(self))
 
     def truncated(self, k: int) -> float:
         """Estimated error of `Truncated(k)`: ‖Aᵏ ẋ^ID‖ + the implicit estimate (k ≤ max_k;
@@ -154,8 +148,6 @@ def error_estimates(
     )
     estimates = estimates._replace(mode=estimates.for_mode(rule_used(sol)))
     if warn:
-        from ._warn import warn_about
-
         warn_about(sol, estimates)
     return estimates
 
@@ -173,32 +165,6 @@ def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
         the estimate (absolute, Euclidean, for one tangent direction), a float.
     """
     return error_estimates(sol, F, theta, **kwargs).mode
-
-
-def last_steps(mode) -> int | None:
-    """k for `Truncated(k)`, 1 for `OneStep`, None for the other modes."""
-    import iterdiff as itd
-
-    if isinstance(mode, itd.OneStep):
-        return 1
-    return mode.k if isinstance(mode, itd.Truncated) else None
-
-
-def rule_used(sol):
-    """The Solution's mode, or for `Auto` the rule it chose (from ``sol.stats["auto"]``)."""
-    from ._auto import Auto
-
-    if isinstance(sol.mode, Auto) and "auto" in sol.stats:
-        return sol.mode.rules()[int(np.asarray(sol.stats["auto"]["choice"]))]
-    return sol.mode
-
-
-def trace_record(sol) -> dict | None:
-    """The record of a `DerivativeTrace` observer in ``sol.stats``, if one ran."""
-    for value in sol.stats.values():
-        if isinstance(value, dict) and "last_delta" in value and "derivative_rate" in value:
-            return value
-    return None
 
 
 def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, implicit: float) -> float:
@@ -224,8 +190,7 @@ def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, implicit: fl
 def _linear_tol(mode, linear_tol, dtype) -> float:
     if linear_tol is not None:
         return float(linear_tol)
-    solver = getattr(mode, "linear_solver", None)
-    tol = getattr(solver, "tol", None)
+    tol = mode.linear_solve_tol()
     if tol is not None:
         return float(tol)
     return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-5

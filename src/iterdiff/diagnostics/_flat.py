@@ -8,8 +8,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
+
+from .._tree import random_direction as random_direction
 
 
 def widest_float(tree) -> Any:
@@ -47,24 +48,3 @@ def norm(tree) -> Array:
     """Euclidean norm of a pytree, in its widest dtype."""
     vec, _ = flatten(tree)
     return jnp.linalg.norm(vec)
-
-
-def random_direction(tree, seed: int = 0):
-    """A random unit vector (Euclidean norm 1 over all leaves) with the structure of ``tree``;
-    integer leaves get zeros. Drawn with NumPy from the shapes only (no JAX computation to
-    compile, and a constant when called under jit)."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for leaf in leaves:
-        shape, dtype = jnp.shape(leaf), jnp.result_type(leaf)
-        inexact = jnp.issubdtype(dtype, jnp.inexact)
-        draws.append(rng.normal(size=shape) if inexact else np.zeros(shape))
-    total = np.sqrt(sum(float(np.sum(d**2)) for d in draws)) or 1.0
-    out = [
-        jnp.asarray(d / total if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) else d).astype(
-            jnp.result_type(leaf)
-        )
-        for d, leaf in zip(draws, leaves, strict=True)
-    ]
-    return jax.tree_util.tree_unflatten(treedef, out)

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from ._records import rule_used, trace_record
 from ._warnings import (
     DerivativeDivergenceWarning,
     IllConditionedWarning,
@@ -18,8 +19,6 @@ ONE_STEP_FAR = 1e-2  # ‖∂ₓF‖ᵏ above this makes OneStep/Truncated(k) do
 
 def warn_about(sol, est, *, stacklevel: int = 3) -> list:
     """Issue one warning per doubt found in ``sol`` and its `ErrorEstimates`; return them."""
-
-    from ._estimates import last_steps, rule_used, trace_record
 
     issued = []
 
@@ -65,12 +64,12 @@ def warn_about(sol, est, *, stacklevel: int = 3) -> list:
             "null direction, or mode=Unrolled().",
         )
     mode = rule_used(sol)
-    k = last_steps(mode)
+    k = mode.differentiated_steps()
     if k is not None and c.operator_norm**k > ONE_STEP_FAR:
         rel = est.truncated(k) / max(est.derivative_norm, 1e-300)
         warn(
             OneStepWarning,
-            f"{type(mode).__name__} with ‖∂ₓF‖ = {c.operator_norm:.3g} at the solution: its "
+            f"{mode.label()} with ‖∂ₓF‖ = {c.operator_norm:.3g} at the solution: its "
             f"error ‖(∂ₓF)ᵏJ‖ does not vanish (estimated relative error {rel:.1e}). It is exact "
             "only for maps with ∂ₓF(x̄) = 0 (Newton, interior point); use Implicit().",
         )

@@ -8,6 +8,7 @@ imported on first use so that ``iterdiff report --list`` stays instant.
 
 import importlib
 
+from .._extras import require
 from ._base import SIZES as SIZES
 from ._base import Claim as Claim
 from ._base import Result as Result
@@ -30,4 +31,5 @@ def load(name: str):
     if name not in EXPERIMENTS:
         known = ", ".join(EXPERIMENTS)
         raise KeyError(f"unknown experiment {name!r}; known: {known}.")
+    require("demo", f"the experiment {name!r} (iterdiff demo, iterdiff report)")
     return importlib.import_module(f"{__name__}.{EXPERIMENTS[name]}")

@@ -3,8 +3,9 @@
 import equinox as eqx
 import jax.numpy as jnp
 
+from .. import _tree as tree
 from .._options import check_number
-from ._base import AbstractLinearSolver, Attempt, least_squares_probe, tol_field
+from ._base import AbstractLinearSolver, Attempt
 from ._materialize import materialize
 
 
@@ -27,13 +28,16 @@ class DenseLeastSquares(AbstractLinearSolver):
         rcond: singular values below rcond·σ_max count as zero, in [0, 1); None: ε·n.
     """
 
-    tol: float | None = tol_field("DenseLeastSquares")
     rcond: float | None = eqx.field(default=None, converter=_rcond)
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
-        matrix, vec, unravel = materialize(matvec, b)
-        x = unravel(jnp.linalg.lstsq(matrix, vec, rcond=self.rcond)[0])
-        return Attempt(x, jnp.asarray(vec.shape[0], jnp.int32), jnp.zeros((), bool))
+    dense = True
+    minimum_norm = True
 
-    def _probe(self, matvec, b, r):
-        return least_squares_probe(matvec, b, r)
+    def prepare(self, matvec, b):
+        """The materialised matrix (n matvecs)."""
+        return materialize(matvec, b)[0]
+
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
+        vec, unravel = tree.ravel(b)
+        x = unravel(jnp.linalg.lstsq(state, vec, rcond=self.rcond)[0])
+        return Attempt(x, vec.shape[0])

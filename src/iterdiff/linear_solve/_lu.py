@@ -1,9 +1,9 @@
 """Dense LU with partial pivoting."""
 
 import jax
-import jax.numpy as jnp
 
-from ._base import AbstractLinearSolver, Attempt, tol_field
+from .. import _tree as tree
+from ._base import AbstractLinearSolver, Attempt
 from ._materialize import materialize
 
 
@@ -17,10 +17,13 @@ class LU(AbstractLinearSolver):
             1e-5 (float32).
     """
 
-    tol: float | None = tol_field("LU")
+    dense = True
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
-        matrix, vec, unravel = materialize(matvec, b)
-        factors = jax.scipy.linalg.lu_factor(matrix)
-        x = unravel(jax.scipy.linalg.lu_solve(factors, vec))
-        return Attempt(x, jnp.asarray(vec.shape[0], jnp.int32), jnp.zeros((), bool))
+    def prepare(self, matvec, b):
+        """The LU factors of the materialised matrix (n matvecs)."""
+        return jax.scipy.linalg.lu_factor(materialize(matvec, b)[0])
+
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
+        vec, unravel = tree.ravel(b)
+        x = unravel(jax.scipy.linalg.lu_solve(state, vec))
+        return Attempt(x, vec.shape[0])

@@ -28,13 +28,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from . import _loop
-from . import _tree as tree
-from ._linear_call import LinearMap, linear_call
-from ._loop import Checkpoints, Layout
-from ._modes import AbstractMode
-from ._options import check_int
-from ._tangents import Live, fill_none
+from .. import _loop
+from .. import _tree as tree
+from .._linear_call import LinearMap, linear_call
+from .._loop import Checkpoints, Layout
+from .._options import check_int
+from .._tangents import ZERO, Live, fill_zeros
+from ._base import AbstractMode
 
 MEMORY = 16 * 2**20  # bytes of stored iterates per level by default
 ROWS = (16, 1024)  # the fewest and most stored iterates per level
@@ -73,25 +73,29 @@ class Unrolled(AbstractMode):
                     f"full); try {1 << self.checkpoints.bit_length()}."
                 )
 
-    def layout(self, problem, x0, params) -> Layout:
+    def layout(self, ctx) -> Layout:
+        """The checkpoint layout for runs of up to ``ctx.rule.max_steps`` from ``ctx.x0``."""
         rows = self.checkpoints
         if rows is None:
-            it = jax.eval_shape(_program_of(problem).begin, x0, params)
+            it = jax.eval_shape(_program_of(ctx).begin, ctx.x0, ctx.params)
             size = sum(a.size * a.dtype.itemsize for a in jax.tree_util.tree_leaves(it))
             rows = min(max(MEMORY // max(size, 1), ROWS[0]), ROWS[1])
             rows = 1 << (rows.bit_length() - 1)
-        return Layout.of(problem.rule.max_steps, rows)
+        return Layout.of(ctx.rule.max_steps, rows)
 
-    def run(self, problem, x0, params, live):
-        carry, checkpoints = problem.run_checkpointed(x0, params, self.layout(problem, x0, params))
+    def run(self, ctx):
+        carry, checkpoints = ctx.run_checkpointed(self.layout(ctx))
         return carry, (checkpoints, carry.steps)
 
-    def tangent(self, problem, x0, params, x, cache, cache_live, x0_dot, params_dot):
-        live = Live.of(x0_dot, params_dot)
+    def tangent(self, ctx, x, cache, x0_dot, params_dot):
+        live = ctx.live
         checkpoints, steps = cache
-        sweep = _Sweep(_program_of(problem), self.layout(problem, x0, params))
-        res = (x0, params, checkpoints, steps)
+        sweep = _Sweep(_program_of(ctx), self.layout(ctx))
+        res = (ctx.x0, ctx.params, checkpoints, steps)
         return linear_call(sweep.first_order(live), res, live.pack(x0_dot, params_dot), x)
+
+    def error_estimate(self, estimates) -> float:
+        return estimates.unrolled
 
 
 class _Program(NamedTuple):
@@ -101,12 +105,9 @@ class _Program(NamedTuple):
     advance: Any
 
 
-def _program_of(problem) -> _Program:
-    fn, solver = problem.fn, problem.solver
-    return _Program(
-        lambda x0, params: _loop.start(fn, solver, x0, params)[0],
-        lambda it, params: _loop.advance(fn, solver, it, params)[0],
-    )
+def _program_of(ctx) -> _Program:
+    static = ctx.replace(x0=None, params=None)  # the program closes over no traced value
+    return _Program(static.start, static.advance)
 
 
 def _split(state):
@@ -292,15 +293,13 @@ def _reverse(program: _Program, x0, params, sel: Live, steps, ck: Checkpoints, l
 
 
 def _live_in(res_dot, x0, params) -> Live:
-    """The inexact leaves of (x0, params) that carry a tangent in res_dot (None: zero)."""
+    """The inexact leaves of (x0, params) that carry a tangent in res_dot (`ZERO`: zero)."""
 
     def flags(tangents, primals):
         leaves = jax.tree_util.tree_leaves(primals)
-        if tangents is None:
-            return tuple(False for _ in leaves)
-        ts = jax.tree_util.tree_leaves(tangents, is_leaf=lambda t: t is None)
+        ts = jax.tree_util.tree_leaves(tangents)
         return tuple(
-            t is not None and jnp.issubdtype(jnp.result_type(p), jnp.inexact)
+            t is not ZERO and jnp.issubdtype(jnp.result_type(p), jnp.inexact)
             for t, p in zip(ts, leaves, strict=True)
         )
 
@@ -396,4 +395,4 @@ def _seed_diff(d, x_bar):
 
 
 def _fill(res_dot, x0, params):
-    return fill_none(res_dot[0], x0), fill_none(res_dot[1], params)
+    return fill_zeros(res_dot[0], x0), fill_zeros(res_dot[1], params)

@@ -33,17 +33,19 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _tree as tree
-from .._modes import AbstractMode, Implicit, OneStep, Unrolled
 from .._options import check_int, check_number
 from .._solution import RESULTS
+from .._spectrum import extreme_singular_values
 from ..linear_solve import GMRES, AbstractLinearSolver, LeastSquares
-from . import _flat
-from ._krylov import extreme_singular_values
+from ._base import AbstractMode
+from ._implicit import Implicit
+from ._one_step import OneStep
+from ._unrolled import Unrolled
 
 UNROLLED, ONE_STEP, LEAST_SQUARES, IMPLICIT = range(4)
-_RECORD = "iterdiff.Auto"  # key of the measurement carried to `stats` (not an observer name)
 
 
 class Auto(AbstractMode):
@@ -94,14 +96,15 @@ class Auto(AbstractMode):
         """The four rules, in the order of `CHOICES`."""
         return (Unrolled(), OneStep(), Implicit(self.least_squares), Implicit(self.linear_solver))
 
-    def measure(self, problem, carry, params) -> dict:
-        """The measurements at x_K and the choice (traced; see the module doc)."""
+    def measure(self, ctx, carry) -> dict:
+        """The measurements at x_K of a finished loop and the choice (traced; see the module
+        doc)."""
         x = jax.lax.stop_gradient(carry.iterate.x)
-        params = jax.lax.stop_gradient(params)
-        flat_x, unflatten = _flat.flatten(x)
+        params = jax.lax.stop_gradient(ctx.params)
+        flat_x, unflatten = tree.ravel(x)
 
         def flat_map(v):
-            return _flat.flatten(problem.map(unflatten(v), params), flat_x.dtype)[0]
+            return tree.ravel(ctx.map(unflatten(v), params))[0].astype(flat_x.dtype)
 
         _, A = jax.linearize(flat_map, flat_x)
         transpose = jax.linear_transpose(A, flat_x)
@@ -110,10 +113,10 @@ class Auto(AbstractMode):
             return transpose(w)[0]
 
         m = min(int(flat_x.shape[0]), self.krylov_steps)
-        v0 = _flat.flatten(_flat.random_direction(x, 0), flat_x.dtype)[0]
+        v0 = tree.ravel(tree.random_direction(x, 0))[0].astype(flat_x.dtype)
         a_norm, _ = extreme_singular_values(A, AT, v0, m)
         s_max, s_min = extreme_singular_values(lambda v: v - A(v), lambda w: w - AT(w), v0, m)
-        converged = problem.rule_status(carry) == RESULTS.successful
+        converged = ctx.status(carry) == RESULTS.successful
         tol = self.one_step_tol
         if tol is None:
             tol = 1e-10 if jnp.finfo(flat_x.dtype).bits >= 64 else 1e-5
@@ -134,53 +137,54 @@ class Auto(AbstractMode):
             "sigma_max": s_max,
         }
 
-    def stats(self, problem, carry, params) -> dict:
-        """``Solution.stats["auto"]`` (called by `fixed_point` on the finished loop): the
-        record `jvp` left beside the observer states, or a new measurement."""
-        record = carry.observed.get(_RECORD)
-        return {"auto": self.measure(problem, carry, params) if record is None else record}
-
-    def run(self, problem, x0, params, live):
+    def run(self, ctx):
         """The forward loop, and the measurement at x_K when a derivative will be taken."""
-        carry = problem.run(x0, params)
-        if not live.any:
+        carry = ctx.run()
+        if not ctx.live.any:
             return carry, None
-        record = self.measure(problem, carry, params)
-        carry = carry._replace(observed={**carry.observed, _RECORD: record})  # for `stats`
-        return carry, record
+        return carry, self.measure(ctx, carry)
 
-    def tangent(self, problem, x0, params, x, cache, cache_live, x0_dot, params_dot):
+    def stats(self, ctx, carry, cache) -> dict:
+        """``Solution.stats["auto"]``: the measurement ``run`` made for the derivative (the
+        cache), or a new one when the solve is not differentiated."""
+        return {"auto": self.measure(ctx, carry) if cache is None else cache}
+
+    def tangent(self, ctx, x, cache, x0_dot, params_dot):
         if cache is None:
             return tree.zeros_like(x)
-        quiet = problem._replace(throw=False, observers={})
-        # the rules at x_K restart the loop there with no step to take
-        at_x = quiet._replace(rule=quiet.rule._replace(max_steps=0))
-        x = jax.lax.stop_gradient(x)
+        quiet = ctx.replace(throw=False, observers={})
         unrolled, one_step, least_squares, implicit = self.rules()
 
-        def branch(mode, problem, start):
+        def rerun(mode):  # Unrolled: the loop again from x0, keeping what its derivative needs
             def rule():
-                _, mode_cache = mode.run(problem, start, params, cache_live)
-                return mode.tangent(
-                    problem, start, params, x, mode_cache, cache_live, x0_dot, params_dot
-                )
+                _, mode_cache = mode.run(quiet.replace(live=ctx.cache_live))
+                return mode.tangent(quiet, x, mode_cache, x0_dot, params_dot)
 
             return rule
 
-        branches = [
-            branch(unrolled, quiet, x0),
-            branch(one_step, at_x, x),
-            branch(least_squares, at_x, x),
-            branch(implicit, at_x, x),
-        ]
+        def at_point(mode):  # the others differentiate at x_K itself: no loop to run
+            return lambda: mode.tangent(quiet, x, None, x0_dot, params_dot)
+
+        branches = [rerun(unrolled), at_point(one_step), at_point(least_squares)]
+        branches.append(at_point(implicit))
         return jax.lax.switch(cache["choice"], branches)
+
+    def rule_used(self, stats: dict) -> AbstractMode:
+        """The rule chosen, from ``stats["auto"]`` (of one, unbatched solve)."""
+        if "auto" not in stats:
+            return self
+        return self.rules()[int(np.asarray(stats["auto"]["choice"]))]
+
+    def linear_solve_tol(self) -> float | None:
+        return self.linear_solver.tol
 
     def describe(self, record: dict) -> str:
         """What ``sol.stats["auto"]`` (of one, unbatched solve) says: the rule chosen and why."""
         choice = int(record["choice"])
         a = float(record["operator_norm"])
         s_min, s_max = float(record["sigma_min"]), float(record["sigma_max"])
-        name = self.CHOICES[choice]
+        solvers = (self.least_squares, self.linear_solver)
+        name = ("Unrolled", "OneStep", *(f"Implicit({s.label()})" for s in solvers))[choice]
         if choice == UNROLLED:
             why = "the forward solve did not converge: the derivative of the iterations that ran"
         elif choice == ONE_STEP:
