@@ -17,7 +17,7 @@ For each problem (ridge 200×100, Lasso 1000×3000, entropic OT 100×100 and 500
 * compile: seconds to trace, lower and XLA-compile solve + gradient, per mode (best of two
   fresh compilations; target ≤ 1 s).
 
-Every ratio is the median of interleaved pairs (`iterdiff._timing.paired_ratio`), so the two
+Every ratio is the median of interleaved pairs (`iterdiff.internal.paired_ratio`), so the two
 programs see the same machine state; the absolute times on a shared machine are not meaningful.
 """
 
@@ -32,7 +32,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import iterdiff as itd  # noqa: E402
-from iterdiff._timing import paired_ratio  # noqa: E402
+from iterdiff.internal import paired_ratio  # noqa: E402
 
 from . import problems  # noqa: E402
 from .measure import relative_error  # noqa: E402

@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iterdiff._timing import paired_ratio
-from iterdiff.algorithms._factored_solve import lu_solver
+from iterdiff.internal import lu_solver, paired_ratio
 
 
 def run(args, sizes=None):

@@ -1,7 +1,7 @@
 """Measure one method on one problem: times, ratio, compile time, errors, memory.
 
 All timings use the compiled executables (`jax.jit(...).lower(...).compile()`, compiled once),
-medians of interleaved pairs from `iterdiff._timing`; read ratios, not milliseconds.
+medians of interleaved pairs from `iterdiff.internal`; read ratios, not milliseconds.
 """
 
 import dataclasses
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import iterdiff as itd
-from iterdiff._timing import median_time, paired_ratio
+from iterdiff.internal import median_time, paired_ratio
 
 
 def iterdiff_forward(problem, tol):

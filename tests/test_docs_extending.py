@@ -1,5 +1,6 @@
-"""docs/extending.md runs, and the mode it writes outside the package (the damped phantom
-gradient) has the derivative it promises, in every transform.
+"""docs/extending.md runs, and the mode and the linear solver it writes outside the package (the
+damped phantom gradient, a dense Cholesky solver) have the derivatives they promise, in every
+transform.
 
 The references, dense and in float64 (A = ∂ₓF, B = ∂_θF, M = (1 − τ)I + τA):
 
@@ -11,6 +12,11 @@ The references, dense and in float64 (A = ∂ₓF, B = ∂_θF, M = (1 − τ)I 
 
 Both are the derivative of the rule itself (not an approximation of it), so the tolerance is
 rounding only: k recursion steps with ‖M‖ ≤ 1 and reductions of length n.
+
+The solver: `Implicit(linear_solver=Cholesky())` on gradient descent F = x − γ∇ₓf for the strongly
+convex f(x, θ) = ½xᵀHx + Σᵢ log cosh xᵢ − xᵀ(Uu + c·v), against the dense implicit derivative
+(H + diag(sech² x_K))⁻¹[v, U] at the returned x_K; and its failures (an indefinite system)
+through the result codes of the built-in solvers.
 """
 
 import pathlib
@@ -43,13 +49,16 @@ def page() -> dict:
     return namespace
 
 
-def test_the_mode_is_short_and_uses_public_names_only():
+@pytest.mark.parametrize("name", ["DampedPhantom", "Cholesky"])
+def test_the_extension_is_short_and_uses_public_names_only(name):
     text = (DOCS / "extending.md").read_text()
-    mode = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)[0]
-    assert len(mode.splitlines()) <= 60
-    imports = re.findall(r"^(?:from|import) (\S+)", mode, flags=re.M)
-    assert set(imports) <= {"jax", "jax.numpy", "iterdiff", "iterdiff.internal"}, imports
-    assert "iterdiff._" not in mode and "itd._" not in mode
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    (block,) = [b for b in blocks if f"class {name}(" in b]
+    assert len(block.splitlines()) <= 60
+    imports = re.findall(r"^(?:from|import) (\S+)", block, flags=re.M)
+    public = {"jax", "jax.numpy", "iterdiff", "iterdiff.internal", "iterdiff.linear_solve"}
+    assert set(imports) <= public, imports
+    assert "iterdiff._" not in block and "itd._" not in block
 
 
 RNG = np.random.default_rng(7)
@@ -134,13 +143,13 @@ def test_derivative_matches_the_dense_reference_eager_and_jit(page, kind, transf
     assert close(jacobian(transform, jax.jit(value), THETA), want)
 
 
-@pytest.mark.parametrize("transform", ["grad", "jvp", "jacfwd", "jacrev"])
-def test_derivative_matches_the_dense_reference_under_vmap(page, transform):
-    sol = solve(page, "tanh")
-    thetas = {"c": jnp.asarray([0.3, -0.5]), "u": jnp.stack([THETA["u"], -THETA["u"]])}
+THETAS = {"c": jnp.asarray([0.3, -0.5]), "u": jnp.stack([THETA["u"], -THETA["u"]])}
+
+
+def traced_jacobian(transform: str, f):
+    """θ ↦ ∂f/∂θ (N × (1 + P)) built from jax operations only, for jit(vmap(...))."""
 
     def jac(theta):
-        f = lambda t: sol(t).value  # noqa: E731
         if transform == "jvp":
             return jnp.stack(
                 [
@@ -158,10 +167,16 @@ def test_derivative_matches_the_dense_reference_under_vmap(page, transform):
         d = getattr(jax, transform)(f)(theta)
         return jnp.concatenate([d["c"][:, None], d["u"]], axis=1)
 
-    got = np.asarray(jax.jit(jax.vmap(jac))(thetas))
-    x_ks = np.asarray(jax.vmap(lambda t: sol(t).value)(thetas))
+    return jac
+
+
+@pytest.mark.parametrize("transform", ["grad", "jvp", "jacfwd", "jacrev"])
+def test_derivative_matches_the_dense_reference_under_vmap(page, transform):
+    sol = solve(page, "tanh")
+    got = np.asarray(jax.jit(jax.vmap(traced_jacobian(transform, lambda t: sol(t).value)))(THETAS))
+    x_ks = np.asarray(jax.vmap(lambda t: sol(t).value)(THETAS))
     for i in range(2):
-        member = {"c": thetas["c"][i], "u": thetas["u"][i]}
+        member = {"c": THETAS["c"][i], "u": THETAS["u"][i]}
         assert close(got[i], reference("tanh", x_ks[i], member))
 
 
@@ -194,3 +209,102 @@ def test_supplied_point_and_check_gradients(page):
     assert np.isnan(row.estimated_error)
     # J_k − J = −Mᵏ J: with ‖M‖ ≤ 1 − τ(1 − ‖W‖/2) the gap to Implicit is at most ‖M‖ᵏ.
     assert check.difference(row.name, "Implicit") <= (1 - TAU * (1 - 0.3)) ** K
+
+
+# The linear solver: Cholesky on gradient descent for a strongly convex f.
+
+_Q = np.linalg.qr(RNG.normal(size=(N, N)))[0]
+H = _Q @ np.diag(np.linspace(0.5, 2.0, N)) @ _Q.T  # eigenvalues in [0.5, 2]
+GAMMA = 1.0 / 3.0  # ∇²f = H + diag(sech² x) has eigenvalues in [0.5, 3]: ρ(∂ₓF) ≤ 5/6
+# The matvec v − ∂ₓF v rounds at ε(‖v‖ + ‖∂ₓF v‖) ≤ 2ε‖v‖ (‖∂ₓF‖ ≤ 1), so a backward-stable
+# solve with M = I − ∂ₓF = γ∇²f loses 2‖M⁻¹‖ ≤ 2/(γ·0.5) to rounding.
+SOLVER_TOL = rounding(jnp.float64, cond=2.0 / (GAMMA * 0.5), n=N)
+
+
+def convex_step(x, theta):
+    """x − γ∇ₓf(x, θ), f = ½xᵀHx + Σ log cosh x − xᵀ(Uu + c·v)."""
+    grad = jnp.asarray(H) @ x + jnp.tanh(x) - (pre(jnp.zeros(N), theta))
+    return x - GAMMA * grad
+
+
+def implicit_reference(x_k: np.ndarray) -> np.ndarray:
+    """(I − ∂ₓF)⁻¹ ∂_θF = (H + diag(sech² x_K))⁻¹ [v, U], dense, at the returned x_K."""
+    return np.linalg.solve(H + np.diag(1.0 / np.cosh(x_k) ** 2), B_AFFINE)
+
+
+def cholesky_solve(page):
+    mode = itd.Implicit(linear_solver=page["Cholesky"]())
+
+    def value(theta):
+        return itd.fixed_point(convex_step, jnp.zeros(N), theta, mode=mode, tol=1e-12).value
+
+    return value
+
+
+def close_solver(got, want) -> bool:
+    return np.linalg.norm(got - want) <= SOLVER_TOL * np.linalg.norm(want)
+
+
+@pytest.mark.parametrize("transform", ["grad", "jvp", "jacfwd", "jacrev"])
+def test_solver_derivative_matches_a_dense_implicit_solve(page, transform):
+    value = cholesky_solve(page)
+    want = implicit_reference(np.asarray(value(THETA)))
+    assert close_solver(jacobian(transform, value, THETA), want)
+    assert close_solver(jacobian(transform, jax.jit(value), THETA), want)
+    got = np.asarray(jax.jit(jax.vmap(traced_jacobian(transform, value)))(THETAS))
+    x_ks = np.asarray(jax.vmap(value)(THETAS))
+    for i in range(2):
+        assert close_solver(got[i], implicit_reference(x_ks[i]))
+
+
+def test_solver_outcomes_are_the_base_class_verdicts(page):
+    """The base class's checks apply to the solver unchanged: n matvecs counted, a NaN factor
+    (M indefinite), a non-finite or zero b, and advice that fits a dense solver."""
+    solver = page["Cholesky"]()
+    S = np.diag([1.0, -1.0, 2.0, 0.5])  # symmetric indefinite
+    b = jnp.asarray(V)
+    x, stats = jax.jit(solver.solve, static_argnums=0)(lambda v: jnp.asarray(H) @ v, b)
+    assert int(stats.result) == itd.RESULTS.successful and int(stats.steps) == N
+    assert close_solver(np.asarray(x), np.linalg.solve(H, V))
+    codes = {
+        "indefinite": solver.solve(lambda v: jnp.asarray(S) @ v, b)[1].result,
+        "nan": solver.solve(lambda v: v, b.at[0].set(jnp.nan))[1].result,
+        "zero": solver.solve(lambda v: v, jnp.zeros(N))[1].result,
+    }
+    assert {k: int(c) for k, c in codes.items()} == {
+        "indefinite": itd.RESULTS.linear_nonfinite,
+        "nan": itd.RESULTS.linear_nonfinite_input,
+        "zero": itd.RESULTS.successful,
+    }
+    advice = itd.RESULTS.describe(itd.RESULTS.linear_max_steps_reached, solver)
+    assert "max_steps" not in advice and "LU()" not in advice and "GMRES()" in advice
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_a_failing_solve_raises_or_gives_nan(page, jit):
+    """root G(x, θ) = Sx − (Uu + c·v) with S symmetric indefinite: the supplied point is exact,
+    but ∂ₓG = S has no Cholesky factor. throw=True raises `SolveError` (wrapped by XLA where
+    the solve is traced, as in jax.jacrev; our message last); throw=False gives NaN derivatives
+    and a successful forward pass."""
+    S = jnp.asarray(np.diag([1.0, -1.0, 2.0, 0.5]))
+    mode = itd.Implicit(linear_solver=page["Cholesky"]())
+
+    def G(x, theta):
+        return S @ x - pre(jnp.zeros(N), theta)
+
+    def solution(theta, throw):
+        def exact(x0, theta):
+            return jnp.linalg.solve(S, pre(jnp.zeros(N), theta))
+
+        return itd.implicit_solve(exact, jnp.zeros(N), theta, root=G, mode=mode, throw=throw)
+
+    def derivative(throw):
+        f = jax.jacrev(lambda t: solution(t, throw).value)
+        return jax.jit(f) if jit else f
+
+    message = "produced NaN or inf"
+    with pytest.raises((itd.SolveError, jax.errors.JaxRuntimeError), match=message):
+        jax.block_until_ready(derivative(True)(THETA))
+    quiet = derivative(False)(THETA)
+    assert np.all(np.isnan(quiet["c"])) and np.all(np.isnan(quiet["u"]))
+    assert int(solution(THETA, False).result) == itd.RESULTS.successful

@@ -90,3 +90,40 @@ def test_the_late_import_scan_can_fail(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("import jax\n\n\ndef f():\n    from . import _tree\n    import iterdiff\n")
     assert _late_imports(path, tmp_path) == ["m.py:5", "m.py:6"]
+
+
+def _private_imports(path: pathlib.Path, base: pathlib.Path = ROOT) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "iterdiff" and any(p.startswith("_") for p in parts[1:]):
+                found.append(f"{path.relative_to(base)}:{node.lineno} {name}")
+                break
+    return found
+
+
+def test_examples_benchmarks_and_tools_use_public_names_only():
+    """They are written as a user would: iterdiff's public API and iterdiff.internal."""
+    private = []
+    for folder in ("examples", "benchmarks", "tools"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            private += _private_imports(path)
+    assert not private, f"private iterdiff imports: {private}"
+
+
+def test_the_private_import_scan_can_fail(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import iterdiff.internal\nfrom iterdiff import prox\n"
+        "from iterdiff._timing import paired_ratio\nimport iterdiff.prox._common\n"
+    )
+    assert _private_imports(probe, tmp_path) == [
+        "probe.py:3 iterdiff._timing",
+        "probe.py:4 iterdiff.prox._common",
+    ]

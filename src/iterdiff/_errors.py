@@ -44,7 +44,7 @@ def _unbatched_max_vmap(axis_size, in_batched, code):
     return _unbatched_max(code), False
 
 
-def _raiser(prefix: str, solver: str | None = None):
+def _raiser(prefix: str, solver=None):
     def raise_for(code):
         code = int(np.max(np.asarray(code)))
         raise SolveError(f"{prefix}: {RESULTS.describe(code, solver)}")
@@ -52,11 +52,11 @@ def _raiser(prefix: str, solver: str | None = None):
     return raise_for
 
 
-def raise_if(x, code, throw: bool, prefix: str, solver: str | None = None):
+def raise_if(x, code, throw: bool, prefix: str, solver=None):
     """x, or a `SolveError` (jit-safe) if any ``code`` is not `RESULTS.successful`.
 
-    With ``throw=False`` nothing is checked and x is returned as it is. ``solver``: the class
-    name of the linear solver behind a linear-solve code, so that the advice fits it.
+    With ``throw=False`` nothing is checked and x is returned as it is. ``solver``: the linear
+    solver behind a linear-solve code, so that the advice fits it (`RESULTS.describe`).
     """
     if not throw:
         return x

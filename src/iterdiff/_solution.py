@@ -1,5 +1,6 @@
 """The result of a fixed-point solve, and the one status vocabulary of the library."""
 
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -14,21 +15,35 @@ _TRY_FORWARD = (
 )
 
 
-_DENSE = ("LU", "DenseLeastSquares")  # materialise the matrix: no steps to run out of
-_ITERATIVE_WITH_STEPS = ("GMRES", "CG", "BiCGStab", "LeastSquares", "Neumann")
-
-# What a failed linear solve means, and the remedies to try, each with the solvers it is not
-# a remedy for (the solver in use is never told to try itself).
-_LINEAR: dict[int, tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]] = {}
+# What a failed linear solve means, and the remedies to try, each with the test of the solver
+# in use that it applies to (through the traits of `linear_solve.AbstractLinearSolver`: its
+# ``label()``, ``dense`` and ``minimum_norm``; the solver in use is never told to try itself).
+_LINEAR: dict[int, tuple[str, tuple[tuple[str, Callable[[Any], bool]], ...]]] = {}
 
 
-def _try(advice, solver: str | None) -> str:
-    """'Try a, b or c.' from the remedies that apply to ``solver``."""
-    steps_owner = solver if solver in _ITERATIVE_WITH_STEPS else "GMRES"
+def _not_dense(solver) -> bool:  # nor has a dense solver steps to run out of
+    return not solver.dense
+
+
+def _not_minimum_norm(solver) -> bool:
+    return not solver.minimum_norm
+
+
+def _not_labelled(label: str) -> Callable[[Any], bool]:
+    return lambda solver: solver.label() != label
+
+
+def _always(solver) -> bool:
+    return True
+
+
+def _try(advice, solver) -> str:
+    """'Try a, b or c.' from the remedies that apply to ``solver`` (None: all of them)."""
+    steps_owner = "GMRES" if solver is None else solver.label()
     items = [
         text.format(solver=steps_owner)
-        for text, not_for in advice
-        if solver is None or solver not in not_for
+        for text, applies in advice
+        if solver is None or applies(solver)
     ]
     if not items:
         return ""
@@ -104,13 +119,14 @@ class RESULTS:
     }
 
     @classmethod
-    def describe(cls, code, solver: str | None = None) -> str:
+    def describe(cls, code, solver=None) -> str:
         """A sentence that explains a status code.
 
         Arguments:
             code: a status code.
-            solver: the class name of the linear solver that produced a linear-solve code
-                (e.g. ``"GMRES"``); its advice then names only the other remedies.
+            solver: the linear solver (an `iterdiff.linear_solve.AbstractLinearSolver`) that
+                produced a linear-solve code, e.g. ``GMRES()``; its advice then names only the
+                remedies that apply to it (by its ``label()``, ``dense`` and ``minimum_norm``).
         """
         code = int(code)
         if code in _LINEAR:
@@ -216,23 +232,26 @@ _LINEAR.update(
                 (
                     "a larger max_steps for the linear solver (e.g. "
                     "Implicit(linear_solver={solver}(max_steps=...)))",
-                    _DENSE,
+                    _not_dense,
                 ),
-                ("LU() for small problems", _DENSE),
-                ("GMRES() (it minimises the residual over a growing Krylov space)", ("GMRES",)),
-                ("mode=Unrolled()", ()),
+                ("LU() for small problems", _not_dense),
+                (
+                    "GMRES() (it minimises the residual over a growing Krylov space)",
+                    _not_labelled("GMRES"),
+                ),
+                ("mode=Unrolled()", _always),
             ),
         ),
         RESULTS.linear_breakdown: (
             "the linear solve (I − ∂ₓF) v = b broke down (a zero denominator in its recurrence) "
             "before converging; I − ∂ₓF may be singular or indefinite.",
             (
-                ("GMRES() (robust for any nonsingular system)", ("GMRES",)),
-                ("LU() for small problems", _DENSE),
+                ("GMRES() (robust for any nonsingular system)", _not_labelled("GMRES")),
+                ("LU() for small problems", _not_dense),
                 (
                     "LeastSquares() (or DenseLeastSquares() for small problems) for singular "
                     "consistent systems",
-                    ("LeastSquares", "DenseLeastSquares"),
+                    _not_minimum_norm,
                 ),
             ),
         ),
@@ -243,10 +262,10 @@ _LINEAR.update(
             "because one more solver step along the final residual would change v that much, "
             "although the residual met its tolerance. The derivative is not to be trusted.",
             (
-                ("a readout that does not depend on that direction", ()),
-                ("LU() for small problems", _DENSE),
-                ("a smaller tol", ()),
-                ("mode=Unrolled() for the derivative of the iterations that ran", ()),
+                ("a readout that does not depend on that direction", _always),
+                ("LU() for small problems", _not_dense),
+                ("a smaller tol", _always),
+                ("mode=Unrolled() for the derivative of the iterations that ran", _always),
             ),
         ),
     }

@@ -7,7 +7,16 @@ import numpy as np
 
 
 def median_time(fn, *args, repeats: int = 5) -> float:
-    """Median seconds of ``fn(*args)`` over ``repeats`` runs, after one warm-up (compile) run."""
+    """Median seconds of ``fn(*args)`` over ``repeats`` runs, after one warm-up (compile) run.
+
+    Arguments:
+        fn: a (compiled) JAX function; its outputs are waited for (`jax.block_until_ready`).
+        args: its arguments.
+        repeats: timed runs.
+
+    Returns:
+        the median time in seconds.
+    """
     jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
@@ -22,6 +31,14 @@ def paired_ratio(fn, reference, *args, repeats: int = 11) -> float:
 
     Interleaving makes the ratio robust to the machine's drift (other processes, frequency
     scaling), which moves sequential medians by tens of percent on a shared 2-core machine.
+
+    Arguments:
+        fn, reference: (compiled) JAX functions of the same arguments.
+        args: their arguments.
+        repeats: timed pairs.
+
+    Returns:
+        the median of the per-pair ratios time(fn)/time(reference).
     """
     jax.block_until_ready(fn(*args))
     jax.block_until_ready(reference(*args))

@@ -10,6 +10,9 @@ A new mode (a subclass of `iterdiff.AbstractMode`, see docs/extending.md) receiv
   `instantiate_tree`, `fill_zeros` and `ZERO` (a zero tangent in a `linear_call` derivative);
 * `linear_call` and `LinearMap`: a linear map with a hand-written transpose and derivative, as
   one JAX primitive (for rules JAX cannot transpose by itself);
+* for benchmarks and experiments: `median_time` and `paired_ratio` (timing of compiled
+  functions, ratios measured side by side) and `lu_solver` (a factor-once LU solve whose
+  derivatives reuse the factors);
 * `tree`: arithmetic on pytrees of arrays leaf by leaf, each leaf in its own dtype (``add``,
   ``sub``, ``scale``, ``axpy``, ``zeros_like``, ``dot``, ``two_norm``, ``ravel``, …).
 
@@ -31,6 +34,9 @@ from ._tangents import Live as Live
 from ._tangents import fill_zeros as fill_zeros
 from ._tangents import instantiate_tree as instantiate_tree
 from ._tangents import is_zero as is_zero
+from ._timing import median_time as median_time
+from ._timing import paired_ratio as paired_ratio
+from .algorithms._factored_solve import lu_solver as lu_solver
 
 __all__ = [
     "Carry",
@@ -46,5 +52,8 @@ __all__ = [
     "instantiate_tree",
     "is_zero",
     "linear_call",
+    "lu_solver",
+    "median_time",
+    "paired_ratio",
     "tree",
 ]

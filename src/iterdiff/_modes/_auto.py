@@ -195,14 +195,15 @@ class Auto(AbstractMode):
         return self.rules()[int(np.asarray(stats["auto"]["choice"]))]
 
     def linear_solve_tol(self) -> float | None:
-        return getattr(self.linear_solver, "tol", None)
+        return self.linear_solver.tol
 
     def describe(self, record: dict) -> str:
         """What ``sol.stats["auto"]`` (of one, unbatched solve) says: the rule chosen and why."""
         choice = int(record["choice"])
         a = float(record["operator_norm"])
         s_min, s_max = float(record["sigma_min"]), float(record["sigma_max"])
-        name = self.CHOICES[choice]
+        solvers = (self.least_squares, self.linear_solver)
+        name = ("Unrolled", "OneStep", *(f"Implicit({s.label()})" for s in solvers))[choice]
         if choice == UNROLLED:
             why = "the forward solve did not converge: the derivative of the iterations that ran"
         elif choice == ONE_STEP:

@@ -60,11 +60,9 @@ class Implicit(AbstractMode):
             x,
         )
 
-        name = type(self.linear_solver).__name__
-
         def solve_transposed(matvec, b):
             v, stats = self.linear_solver.solve(matvec, b)
-            return _flag_linear_solve(v, stats, ctx.throw, name)
+            return _flag_linear_solve(v, stats, ctx.throw, self.linear_solver)
 
         def solve(matvec, b):  # forward mode only (reverse mode transposes to the above)
             v = solve_transposed(matvec, b)
@@ -80,7 +78,7 @@ class Implicit(AbstractMode):
         return estimates.implicit
 
     def linear_solve_tol(self) -> float | None:
-        return getattr(self.linear_solver, "tol", None)
+        return self.linear_solver.tol
 
 
 def _warn_if_undetermined(solver: AbstractLinearSolver, matvec, v):
@@ -102,13 +100,9 @@ def _warn_if_undetermined(solver: AbstractLinearSolver, matvec, v):
     p, _ = tree.normalize(_generic(v))
     u, _ = solver.solve(matvec, matvec(p))
     gap = tree.two_norm(tree.sub(u, p))
-    tol = getattr(solver, "tol", None) or default_tol(tree.least_precise_dtype(v))
-    name = type(solver).__name__
-    chosen = (
-        "the minimum-norm one"
-        if name in ("LeastSquares", "DenseLeastSquares")
-        else "one that depends on the solver"
-    )
+    tol = solver.tol or default_tol(tree.least_precise_dtype(v))
+    name = solver.label()
+    chosen = "the minimum-norm one" if solver.minimum_norm else "one that depends on the solver"
 
     def describe(gap: float) -> str:
         return (
@@ -159,9 +153,9 @@ def _finite_sensitivity(throw: bool, params, live: Live, b_dot):
     return jnp.where(finite, one, jnp.nan)
 
 
-def _flag_linear_solve(v, stats, throw: bool, solver: str):
+def _flag_linear_solve(v, stats, throw: bool, solver: AbstractLinearSolver):
     """v, or a raised error (throw=True) / NaN (throw=False) if the linear solve failed;
-    ``solver`` (its class name) tailors the advice of the message."""
+    ``solver`` (its traits) tailors the advice of the message."""
     code = stats.result
     if throw:
         return _errors.raise_if(v, code, True, "iterdiff.fixed_point (implicit derivative)", solver)

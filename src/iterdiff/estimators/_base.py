@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight
 from .. import bilevel
 from .._modes import AbstractMode, OneStep
 from .._options import check_int, check_number
+from ._descent import descend
 
 
 class TuningError(RuntimeError):
@@ -150,6 +151,20 @@ class HyperparameterTuner(BaseEstimator):
             max_iter=self.max_iter if max_iter is None else max_iter,
             rtol=float(self.tol),
             patience=int(self.patience),
+        )
+
+    def _descend(self, evaluate, u0, state, low, high):
+        """Hypergradient descent of ``evaluate(u, state)`` from u0 within [low, high], with this
+        tuner's optimizer, stopping rule and progress bar."""
+        return descend(
+            evaluate,
+            u0,
+            state,
+            optimizer=self._optimizer(),
+            stop=self._stop(),
+            low=low,
+            high=high,
+            progress=self.progress,
         )
 
     def _warn(self, text: str):

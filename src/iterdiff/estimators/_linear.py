@@ -38,7 +38,7 @@ from ._base import (
     fitting_context,
     sample_weights,
 )
-from ._descent import Evaluation, descend
+from ._descent import Evaluation
 from ._splits import bucket, holdout_split, make_splits, pad_rows_cols, split_weights
 
 _GRID_TOL = 1e-3  # optimality of the grid's solves (they only pick where the descent starts)
@@ -291,28 +291,22 @@ class _LinearTuner(RegressorMixin, HyperparameterTuner):
             factors = np.geomspace(top, 1.0, max(int(self.n_init), 2))
             W, records = self._walk(problem, rho, [start * f for f in factors], W, False)
         u0 = np.log(np.clip(start, math.exp(low), math.exp(high)))
-        stages = [self._descend(problem, rho, problem.plain, u0, W, low, high)]
+        stages = [self._descend_on(problem, rho, problem.plain, u0, W, low, high)]
         if self._per_feature and (init is None or init.ndim == 0):
             first = stages[0]
             if first.best_state is not None:
                 u1 = np.full(problem.P, float(first.best_u))
-                second = self._descend(
+                second = self._descend_on(
                     problem, rho, problem.guarded, u1, first.best_state, low, high
                 )
                 stages.append(second)
         return alpha_max, stages, records
 
-    def _descend(self, problem, rho, weights, u0, W, low, high):
-        return descend(
-            lambda u, W: self._evaluate(problem, rho, weights, u, W),
-            u0,
-            W,
-            optimizer=self._optimizer(),
-            stop=self._stop(),
-            low=low,
-            high=high,
-            progress=self.progress,
-        )
+    def _descend_on(self, problem, rho, weights, u0, W, low, high):
+        def evaluate(u, W):
+            return self._evaluate(problem, rho, weights, u, W)
+
+        return self._descend(evaluate, u0, W, low, high)
 
     # --- fit / predict ------------------------------------------------------------------------
 

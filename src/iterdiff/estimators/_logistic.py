@@ -43,7 +43,7 @@ from ._base import (
     fitting_context,
     sample_weights,
 )
-from ._descent import Evaluation, descend
+from ._descent import Evaluation
 from ._linalg import spd_solve
 from ._splits import bucket, holdout_split, make_splits, pad_rows_cols, split_weights
 
@@ -345,12 +345,12 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
             else:
                 start = C0 if C0.ndim == 0 else np.pad(C0, (0, cols - p), constant_values=1.0)
             u0 = np.clip(np.log(start), low, high)
-            stages = [self._descend(data, plain, reference, u0, Z, low, high)]
+            stages = [self._descend_on(data, plain, reference, u0, Z, low, high)]
             first = stages[0]
             if self.per_feature and (C0 is None or C0.ndim == 0) and first.best_state is not None:
                 u1 = np.full(cols, float(first.best_u))
                 stages.append(
-                    self._descend(
+                    self._descend_on(
                         held_data, guarded, reference, u1, first.best_state, low, high, True
                     )
                 )
@@ -411,17 +411,11 @@ class HyperLogisticRegression(ClassifierMixin, HyperparameterTuner):
             )
         return best[2], np.asarray(best[1]), records
 
-    def _descend(self, data, weights, reference, u0, Z, low, high, guarded=False):
-        return descend(
-            lambda u, Z: self._evaluate(data, weights, reference, guarded, u, Z),
-            u0,
-            Z,
-            optimizer=self._optimizer(),
-            stop=self._stop(),
-            low=low,
-            high=high,
-            progress=self.progress,
-        )
+    def _descend_on(self, data, weights, reference, u0, Z, low, high, guarded=False):
+        def evaluate(u, Z):
+            return self._evaluate(data, weights, reference, guarded, u, Z)
+
+        return self._descend(evaluate, u0, Z, low, high)
 
     def _record_path(self, records, first):
         Cs = [float(C) for C, _ in records] + [float(np.max(t)) for t in first.thetas]

@@ -25,10 +25,16 @@ Choosing a solver:
 * `LU`: dense, materialises the n×n matrix with n matvecs; for small n.
 * `LeastSquares` (matrix-free, CGLS) / `DenseLeastSquares` (SVD): the minimum-norm solution,
   for singular systems such as the gauge direction of Sinkhorn.
+
+A new solver subclasses `AbstractLinearSolver` and implements `solve_unit` (returning an
+`Attempt`), and `prepare` for work done once per operator; `materialize` and `restarted` are the
+building blocks of the dense and the iterative built-in solvers (docs/extending.md).
 """
 
 from ._base import AbstractLinearSolver as AbstractLinearSolver
+from ._base import Attempt as Attempt
 from ._base import Matvec as Matvec
+from ._base import restarted as restarted
 from ._bicgstab import BiCGStab as BiCGStab
 from ._cg import CG as CG
 from ._dense_least_squares import DenseLeastSquares as DenseLeastSquares

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _tree as tree
-from ._base import AbstractLinearSolver, Attempt, int_field, restarted, tol_field
+from ._base import AbstractLinearSolver, Attempt, int_field, restarted
 
 
 class BiCGStab(AbstractLinearSolver):
@@ -16,14 +16,14 @@ class BiCGStab(AbstractLinearSolver):
     caller.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs (two per step).
     """
 
-    tol: float | None = tol_field("BiCGStab")
     max_steps: int = int_field("BiCGStab", "max_steps", 1000)
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
         def sweep(x, r, target, budget):
             r_hat = r
             wide = tree.widest_dtype(r)

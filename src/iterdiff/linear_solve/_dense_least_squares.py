@@ -3,8 +3,9 @@
 import equinox as eqx
 import jax.numpy as jnp
 
+from .. import _tree as tree
 from .._options import check_number
-from ._base import AbstractLinearSolver, Attempt, least_squares_probe, tol_field
+from ._base import AbstractLinearSolver, Attempt
 from ._materialize import materialize
 from ._stats import dense_norm
 
@@ -23,19 +24,23 @@ class DenseLeastSquares(AbstractLinearSolver):
     `linear_inconsistent`, since no derivative satisfies the implicit equation then.
 
     Arguments:
-        tol: relative residual the result must meet, in (0, 1); None: 1e-10 (float64),
+        tol: normwise backward error the result must meet, in (0, 1); None: 1e-10 (float64),
             1e-5 (float32).
         rcond: singular values below rcond·σ_max count as zero, in [0, 1); None: ε·n.
     """
 
-    tol: float | None = tol_field("DenseLeastSquares")
     rcond: float | None = eqx.field(default=None, converter=_rcond)
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
-        matrix, vec, unravel = materialize(matvec, b)
-        x = unravel(jnp.linalg.lstsq(matrix, vec, rcond=self.rcond)[0])
-        steps = jnp.asarray(vec.shape[0], jnp.int32)
-        return Attempt(x, steps, jnp.zeros((), bool), None, dense_norm(matrix), direct=True)
+    dense = True
+    minimum_norm = True
 
-    def _probe(self, matvec, b, r):
-        return least_squares_probe(matvec, b, r)
+    def prepare(self, matvec, b):
+        """The materialised matrix (n matvecs) and a lower bound on its norm."""
+        matrix = materialize(matvec, b)[0]
+        return matrix, dense_norm(matrix)
+
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
+        matrix, norm = state
+        vec, unravel = tree.ravel(b)
+        x = unravel(jnp.linalg.lstsq(matrix, vec, rcond=self.rcond)[0])
+        return Attempt(x, vec.shape[0], operator_norm=norm)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _tree as tree
-from ._base import AbstractLinearSolver, Attempt, int_field, restarted, tol_field
+from ._base import AbstractLinearSolver, Attempt, int_field, restarted
 
 
 class GMRES(AbstractLinearSolver):
@@ -17,16 +17,16 @@ class GMRES(AbstractLinearSolver):
     the solve as a breakdown. Saad & Schultz, SISSC 1986.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs (Arnoldi steps plus one per restart).
         restart: the Krylov dimension m of a cycle.
     """
 
-    tol: float | None = tol_field("GMRES")
     max_steps: int = int_field("GMRES", "max_steps", 1000)
     restart: int = int_field("GMRES", "restart", 20)
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
         m = min(self.restart, tree.size(b))
 
         def sweep(x, r, target, budget):

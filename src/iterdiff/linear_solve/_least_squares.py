@@ -8,9 +8,7 @@ from ._base import (
     AbstractLinearSolver,
     Attempt,
     int_field,
-    least_squares_probe,
     restarted,
-    tol_field,
 )
 
 
@@ -25,14 +23,16 @@ class LeastSquares(AbstractLinearSolver):
     Björck, Numerical Methods for Least Squares Problems (1996), §7.4.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs (transposed ones included).
     """
 
-    tol: float | None = tol_field("LeastSquares")
     max_steps: int = int_field("LeastSquares", "max_steps", 1000)
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
+    minimum_norm = True
+
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
         rmatvec = jax.linear_transpose(matvec, b)
         normal_target = tol * tree.two_norm(rmatvec(b)[0])
 
@@ -67,6 +67,3 @@ class LeastSquares(AbstractLinearSolver):
 
         attempt = restarted(matvec, b, tol, self.max_steps - 1, sweep)
         return attempt._replace(steps=attempt.steps + 1)  # the transposed matvec of ‖Mᵀb‖
-
-    def _probe(self, matvec, b, r):
-        return least_squares_probe(matvec, b, r)

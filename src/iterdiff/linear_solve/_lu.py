@@ -1,9 +1,9 @@
 """Dense LU with partial pivoting."""
 
 import jax
-import jax.numpy as jnp
 
-from ._base import AbstractLinearSolver, Attempt, tol_field
+from .. import _tree as tree
+from ._base import AbstractLinearSolver, Attempt
 from ._materialize import materialize
 from ._stats import dense_norm
 
@@ -14,15 +14,19 @@ class LU(AbstractLinearSolver):
     gives non-finite values (`linear_nonfinite`).
 
     Arguments:
-        tol: relative residual the result must meet, in (0, 1); None: 1e-10 (float64),
+        tol: normwise backward error the result must meet, in (0, 1); None: 1e-10 (float64),
             1e-5 (float32).
     """
 
-    tol: float | None = tol_field("LU")
+    dense = True
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
-        matrix, vec, unravel = materialize(matvec, b)
-        factors = jax.scipy.linalg.lu_factor(matrix)
+    def prepare(self, matvec, b):
+        """The LU factors of the materialised matrix (n matvecs) and a lower bound on its norm."""
+        matrix = materialize(matvec, b)[0]
+        return jax.scipy.linalg.lu_factor(matrix), dense_norm(matrix)
+
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
+        factors, norm = state
+        vec, unravel = tree.ravel(b)
         x = unravel(jax.scipy.linalg.lu_solve(factors, vec))
-        steps = jnp.asarray(vec.shape[0], jnp.int32)
-        return Attempt(x, steps, jnp.zeros((), bool), None, dense_norm(matrix), direct=True)
+        return Attempt(x, vec.shape[0], operator_norm=norm)

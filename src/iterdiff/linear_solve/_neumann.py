@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _tree as tree
-from ._base import AbstractLinearSolver, Attempt, int_field, restarted, tol_field
+from ._base import AbstractLinearSolver, Attempt, int_field, restarted
 
 
 class Neumann(AbstractLinearSolver):
@@ -22,10 +22,9 @@ class Neumann(AbstractLinearSolver):
         max_steps: the most matvecs.
     """
 
-    tol: float | None = tol_field("Neumann")
     max_steps: int = int_field("Neumann", "max_steps", 10_000)
 
-    def _solve_unit(self, matvec, b, tol) -> Attempt:
+    def solve_unit(self, state, matvec, b, tol) -> Attempt:
         def sweep(x, r, target, budget):
             def cond(s):
                 _, r, k = s
