@@ -422,8 +422,10 @@ def test_algorithm_derivative_matches_the_dense_reference(page, mode, transform)
         J = eg_reference(mode, steps, x_k, np.asarray(mu))
         want = expected(transform, J)
         tol = eg_tolerance(mode, x_k, np.asarray(mu)) * np.linalg.norm(J, 2) * scale
-        # eager and jit on the first member (the batch's members stop at different steps)
-        for got in (apply(mu), jax.jit(apply)(mu)) if i == 0 else ():
+        # jit on the first member (the batch's members stop at different steps), and eager
+        # once per mode (eager dispatch of an Implicit solve costs more than its compile)
+        unbatched = (jax.jit(apply)(mu),) + ((apply(mu),) if transform == "jvp" else ())
+        for got in unbatched if i == 0 else ():
             assert np.linalg.norm(np.asarray(got) - want) <= tol, (mode, transform)
         assert np.linalg.norm(batched[i] - want) <= tol, (mode, transform, i)
 
