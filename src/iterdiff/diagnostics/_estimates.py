@@ -152,7 +152,7 @@ def error_estimates(
     b_norm = _norm(b)
     shift = _norm(tangent_shifted - tangent)
     reference = shift + (tau + 2 * REFERENCE_TOL) * b_norm / sigma
-    stats = _mode_solve(mode, lin, b, linear_tol)
+    stats = _mode_solve(mode, F, x, theta, b, linear_tol)
     solved = int(np.asarray(stats.result)) == RESULTS.successful
     reached = float(np.asarray(stats.residual))
     implicit = (
@@ -219,8 +219,8 @@ def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, reference: f
     return rho**steps * tangent_norm + (steps + 1) * reference / max(rho, 1e-3)
 
 
-def _mode_solve(mode, lin, b, linear_tol):
-    """The `LinearSolveStats` of the solve (I − A) v = b that Implicit makes: with the mode's
+def _mode_solve(mode, F, x, theta, b, linear_tol):
+    """The `LinearSolveStats` of the solve (I − ∂ₓF) v = b that Implicit makes: with the mode's
     own ``linear_solver`` (an `Implicit`, or the rule an `Auto` chose), else with GMRES at
     ``linear_tol`` (None: the dtype's default)."""
     solver = getattr(mode, "linear_solver", None)
@@ -228,11 +228,21 @@ def _mode_solve(mode, lin, b, linear_tol):
         solver = GMRES(tol=linear_tol)
     elif linear_tol is not None and hasattr(solver, "tol"):
         solver = eqx.tree_at(lambda s: s.tol, solver, float(linear_tol), is_leaf=_is_none)
+    return _implicit_solve_stats(solver, F, x, theta, jnp.asarray(b))
+
+
+@eqx.filter_jit
+def _implicit_solve_stats(solver, F, x, theta, b):
+    """One compiled program per (solver, F, shapes): repeated diagnostics reuse it."""
+    flat_x, unflatten = _flat.flatten(x)
+
+    def flat_F(v):
+        return _flat.flatten(F(unflatten(v), theta), flat_x.dtype)[0]
 
     def matvec(v):
-        return v - lin.A(v)
+        return v - jax.jvp(flat_F, (flat_x,), (v,))[1]
 
-    return jax.jit(lambda b: solver.solve(matvec, b)[1])(jnp.asarray(b))
+    return solver.solve(matvec, b)[1]
 
 
 def _is_none(value) -> bool:
