@@ -101,7 +101,7 @@ class GradientCheck(NamedTuple):
         va, vb = self.row(a).value, self.row(b).value
         gap, size = np.linalg.norm(va - vb), np.linalg.norm(vb)
         if size == 0:
-            return float(gap and np.inf)
+            return float(np.inf if gap > 0 else gap)  # 0, or NaN for a NaN value
         return float(gap / size)
 
     def row(self, name: str) -> GradientRow:
@@ -177,8 +177,8 @@ def check_gradients(
             study over h = s·4⁻ᵏ, k = 2..10, s = max(1, ‖θ‖)/‖θ̇‖, keeping the h with the
             smallest stated error.
         fd_max_steps: the steps the finite-difference solves may take to meet the stopping rule
-            (default 10·max_steps): the reference is computed to convergence even when the
-            solve under test is not.
+            (default max(10·max_steps, 10 000)): the reference is computed to convergence even
+            when the solve under test is not.
         seed: seed of the default direction and of the Krylov start vectors.
         verbose: print the table (the only printing in iterdiff.diagnostics).
         warn: issue `TrustWarning`s: those of `error_estimates` (a non-converged forward solve,
@@ -196,7 +196,7 @@ def check_gradients(
         disagree) it states ‖R − L‖/2 and every mode's verdict is undefined.
     """
     max_steps = check_int("check_gradients", "max_steps", max_steps)
-    fd_max_steps = 10 * max_steps if fd_max_steps is None else fd_max_steps
+    fd_max_steps = max(10 * max_steps, 10_000) if fd_max_steps is None else fd_max_steps
     fd_max_steps = check_int("check_gradients", "fd_max_steps", fd_max_steps)
     if modes is None:
         modes = (Implicit(), Unrolled(), Truncated(10), OneStep())
@@ -226,10 +226,12 @@ def check_gradients(
 
     def value_at(t):
         s = solve(t, steps=fd_max_steps)
-        x = _flat.flatten(s.value)[0]
-        r = _flat.flatten(F(s.value, t))[0] - x
+        fx = F(s.value, t)
+        x, r = _flat.flatten(s.value)[0], _flat.flatten(fx)[0] - _flat.flatten(s.value)[0]
+        r_next = _flat.flatten(F(fx, t))[0] - _flat.flatten(fx)[0]  # one more Picard step
         out = _flat.flatten(readout(s.value, t))[0]
-        return s, out, jnp.linalg.norm(r), jnp.linalg.norm(x), jnp.linalg.norm(out)
+        norms = [jnp.linalg.norm(v) for v in (r, r_next, x, out)]
+        return s, out, *norms
 
     # Trace every program, then compile them side by side (XLA compiles outside the GIL) while
     # this thread runs the solve and the error estimates: compilation is most of the cost of a
@@ -365,11 +367,15 @@ def _reference(program, center, theta, theta_dot, est, scale, fd_step, fd_max_st
             start = time.perf_counter()
             out = jax.block_until_ready(program(t))
             times.append(time.perf_counter() - start)
-        sol, readout, r, x, f = out
+        sol, readout, r, r_next, x, f = out
         value, code = np.asarray(readout), int(sol.result)
         ok = code == RESULTS.successful and bool(np.all(np.isfinite(value)))
-        # ‖x_K − x̄‖ ≤ ‖r‖₂/σ_min(I − ∂ₓF) (first order), plus rounding of x and the readout
-        error = scale * (float(r) + eps * float(x)) / sigma + eps * float(f)
+        # ‖x_K − x̄‖ ≈ ‖r‖₂/σ_min(I − ∂ₓF) to first order, with σ measured at θ and, since ∂ₓF
+        # changes away from θ (across a kink, e.g.), also bounded by 1 − q, q = ‖r_{K+1}‖/‖r_K‖
+        # the local rate of one more Picard step; plus the rounding of x and of the readout.
+        q = float(r_next) / float(r) if float(r) > 0 else 1.0
+        gap = min(sigma, 1.0 - q) if q < 1 else sigma
+        error = scale * (float(r) + eps * float(x)) / gap + eps * float(f)
         return fd.Evaluation(value, ok, error, code, int(sol.steps))
 
     result = fd.study(evaluate, fd.ladder(s, fd_step), fd_max_steps)
