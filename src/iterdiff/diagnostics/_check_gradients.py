@@ -331,16 +331,20 @@ def _verdict(value, stated, code, steps, max_steps, est, ref) -> tuple[str, str]
             f"gap {gap:.1e} (relative {rel:.1e}) within {SAFETY:g} × (stated error "
             f"{stated:.1e} + finite-difference error {ref.error:.1e})."
         )
-    states = (
-        f"its stated error {stated:.1e}"
-        if np.isfinite(stated)
-        else (f"it states no finite error ({stated})")
-    )
-    return "disagrees", (
+    head = (
         f"differs from the finite-difference derivative by {gap:.2e} (relative {rel:.2e}), "
-        f"{gap / allowed:.1e} × {states} plus the finite-difference error {ref.error:.1e}: "
-        "a wrong derivative rule inside F (custom_jvp/custom_vjp), or an error estimate that "
-        "does not hold here."
+        f"{gap / allowed:.1e} × "
+    )
+    if np.isfinite(stated):
+        return "disagrees", head + (
+            f"its stated error {stated:.1e} plus the finite-difference error {ref.error:.1e}: a "
+            "wrong derivative rule inside F (custom_jvp/custom_vjp), or an error estimate that "
+            "does not hold here."
+        )
+    return "disagrees", head + (
+        f"the finite-difference error {ref.error:.1e}, and it states no finite error of its own "
+        f"({stated}): a mode that is not exact here, or a wrong derivative rule inside F "
+        "(custom_jvp/custom_vjp)."
     )
 
 
