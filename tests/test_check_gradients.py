@@ -249,3 +249,28 @@ def test_study_given_step():
     assert ref.step == 1e-3 and ref.solves == 5
     assert abs(ref.value[0] - 1.0) <= ref.error <= central_difference(1e-3, 1e-14, np.e)
     assert ref.error >= eps(jnp.float64)
+
+
+def test_nan_rows_carry_a_reason():
+    """A NaN derivative is undefined with its cause: the linear solve's verdict when the
+    estimates saw it fail, the mode's failure convention otherwise."""
+    from types import SimpleNamespace
+
+    from iterdiff.diagnostics._check_gradients import _verdict
+
+    ok = fd.study(noisy(lambda c: [np.sin(c)], 1e-12), fd.ladder(1.0, None), 100)
+    failed = SimpleNamespace(result=np.int32(itd.RESULTS.linear_ill_conditioned))
+    est = SimpleNamespace(implicit_solve=failed, forward_error=0.0)
+    nan = np.array([np.nan])
+    verdict, reason = _verdict(nan, np.inf, 0, 10, 100, est, ok)
+    assert verdict == "undefined" and "linear solve failed" in reason
+    assert "linear_ill_conditioned" in reason
+    unknown = SimpleNamespace(implicit_solve=None, forward_error=0.0)
+    verdict, reason = _verdict(nan, np.nan, 0, 10, 100, unknown, ok)
+    assert verdict == "undefined" and "NaN or inf" in reason and "throw=False" in reason
+    # a finite value without a reference: undefined, with the study's reason
+    none = fd.study(
+        lambda c: fd.Evaluation(np.array([np.nan]), False, 0.0, 1, 7), fd.ladder(1.0, None), 100
+    )
+    verdict, reason = _verdict(np.array([1.0]), 1e-3, 0, 10, 100, est, none)
+    assert verdict == "undefined" and "no finite-difference reference" in reason
