@@ -192,8 +192,10 @@ def check_gradients(
         undefined, with the reason — against the finite-difference row. That row is a central
         difference from a step study (`FiniteDifferences`): its error is Richardson's term plus
         the forward solves' own error divided by h (each solve stops at the stopping rule's
-        residual r, i.e. ‖x − x̄‖ ≤ ‖r‖₂/σ_min(I − ∂ₓF)); at a kink (one-sided differences
-        disagree) it states ‖R − L‖/2 and every mode's verdict is undefined.
+        residual r, i.e. ‖x − x̄‖ ≈ ‖r‖₂/σ_min(I − ∂ₓF) to first order); at a kink (one-sided
+        differences disagree) it states ‖R − L‖/2 and every mode's verdict is undefined.
+        Not itself traceable (it compiles and runs programs, and prints): call it eagerly; F
+        may be jitted.
     """
     max_steps = check_int("check_gradients", "max_steps", max_steps)
     fd_max_steps = max(10 * max_steps, 10_000) if fd_max_steps is None else fd_max_steps
