@@ -274,3 +274,51 @@ def test_nan_rows_carry_a_reason():
     )
     verdict, reason = _verdict(np.array([1.0]), 1e-3, 0, 10, 100, est, none)
     assert verdict == "undefined" and "no finite-difference reference" in reason
+
+
+def test_float32_pytree_with_readout():
+    """θ and x are dicts of float32 leaves and the readout a scalar: the study's steps, errors
+    and noise follow float32 (ε = 1.2e-7, default tol 1e-5); the reference is compared with a
+    dense implicit derivative computed in float64."""
+    from jax.flatten_util import ravel_pytree
+
+    rng = np.random.default_rng(3)
+    W64 = 0.3 * rng.normal(size=(5, 5)) / np.sqrt(5)
+
+    def make_F(dtype):
+        W = jnp.asarray(W64, dtype)
+
+        def F(x, th):
+            return {"a": jnp.tanh(W @ x["a"] + th["u"]) * th["c"], "b": 0.5 * x["b"] + th["c"]}
+
+        return F
+
+    def readout(x, th):
+        return jnp.sum(x["a"]) + x["b"]
+
+    u, c = rng.normal(size=5), 0.7
+    cast = {d: {"u": jnp.asarray(u, d), "c": jnp.asarray(c, d)} for d in (jnp.float32, jnp.float64)}
+    x0 = {"a": jnp.zeros(5, jnp.float32), "b": jnp.zeros((), jnp.float32)}
+    theta_dot = {
+        "u": jnp.asarray(rng.normal(size=5), jnp.float32),
+        "c": jnp.asarray(-0.5, jnp.float32),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dg.TrustWarning)
+        check = dg.check_gradients(
+            make_F(jnp.float32), x0, cast[jnp.float32], readout=readout, direction=theta_dot,
+            modes=(itd.Implicit(),), verbose=False,
+        )  # fmt: skip
+    # dense implicit derivative in float64: ∂r/∂x (I − ∂ₓF)⁻¹ ∂_θF θ̇ + ∂_θ r θ̇ (∂_θ r = 0)
+    F64, th64 = make_F(jnp.float64), cast[jnp.float64]
+    x_bar = itd.fixed_point(F64, jax.tree.map(lambda a: a.astype(jnp.float64), x0), th64, tol=1e-13)
+    flat_x, unravel = ravel_pytree(x_bar.value)
+    direction = jax.tree.map(lambda a: a.astype(jnp.float64), theta_dot)
+    A = jax.jacobian(lambda v: ravel_pytree(F64(unravel(v), th64))[0])(flat_x)
+    b = jax.jvp(lambda t: ravel_pytree(F64(x_bar.value, t))[0], (th64,), (direction,))[1]
+    grad_r = jax.grad(lambda v: readout(unravel(v), th64))(flat_x)
+    exact = float(grad_r @ jnp.linalg.solve(jnp.eye(6) - A, b))
+    ref = check.row("finite differences")
+    assert abs(float(ref.value[0]) - exact) <= ref.estimated_error
+    assert check.verdict("Implicit") == "agrees", check.row("Implicit").reason
+    assert ref.estimated_error >= eps(jnp.float32) * abs(exact)  # float32's floor, not float64's
