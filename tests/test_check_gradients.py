@@ -256,7 +256,7 @@ def test_nan_rows_carry_a_reason():
     estimates saw it fail, the mode's failure convention otherwise."""
     from types import SimpleNamespace
 
-    from iterdiff.diagnostics._check_gradients import _verdict
+    from iterdiff.diagnostics._verdicts import verdict as _verdict
 
     ok = fd.study(noisy(lambda c: [np.sin(c)], 1e-12), fd.ladder(1.0, None), 100)
     failed = SimpleNamespace(result=np.int32(itd.RESULTS.linear_ill_conditioned))
