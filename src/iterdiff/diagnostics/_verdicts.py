@@ -89,6 +89,8 @@ def verdict(value, stated, code, steps, max_steps, est, ref) -> tuple[str, str]:
 
 
 def warn_about_verdicts(check) -> None:
+    """One warning per kind of finding in a `GradientCheck`: no reference, a kink, rows that
+    disagree, NaN rows that no other warning explains (stacklevel: check_gradients' caller)."""
     ref = check.finite_differences
     if not ref.usable:
         warnings.warn(
