@@ -208,15 +208,18 @@ def test_supplied_point_and_check_gradients(page):
         itd.implicit_solve(lambda x0, t: x0, jnp.zeros(N), THETA, root=F, mode=mode)
 
     theta = jnp.asarray(RNG.normal(size=N))
-    check = itd.diagnostics.check_gradients(
-        lambda x, t: 0.5 * jnp.tanh(jnp.asarray(W) @ x + t),
-        jnp.zeros(N),
-        theta,
-        modes=(itd.Implicit(), mode),
-        verbose=False,
-    )
+    # a mode that states no error and is not exact: its verdict is "disagrees", and says why
+    with pytest.warns(itd.diagnostics.DisagreementWarning, match="states no finite error"):
+        check = itd.diagnostics.check_gradients(
+            lambda x, t: 0.5 * jnp.tanh(jnp.asarray(W) @ x + t),
+            jnp.zeros(N),
+            theta,
+            modes=(itd.Implicit(), mode),
+            verbose=False,
+        )
     row = check.row(f"DampedPhantom(k={K}, tau={TAU})")
     assert np.isnan(row.estimated_error)
+    assert row.verdict == "disagrees" and check.verdict("Implicit") == "agrees"
     # J_k − J = −Mᵏ J: with ‖M‖ ≤ 1 − τ(1 − ‖W‖/2) the gap to Implicit is at most ‖M‖ᵏ.
     assert check.difference(row.name, "Implicit") <= (1 - TAU * (1 - 0.3)) ** K
 

@@ -145,7 +145,7 @@ def error_estimates(
     solve = _solver(lin)
     tangent = project(solve(b))
     d = solve(r)
-    shifted = linearize(F, lin.unflatten(lin.x + d), theta)
+    shifted = linearize(F, lin.unflatten(lin.x + jnp.asarray(d, lin.x.dtype)), theta)
     tangent_shifted = project(_solver(shifted)(shifted.B(theta_dot)))
     mode = rule_used(sol)
     tau = _linear_tol(mode, linear_tol, lin.x.dtype)
@@ -161,7 +161,7 @@ def error_estimates(
 
     terms, v = [], tangent
     for _ in range(max_k):
-        v = project(np.asarray(lin.A(jnp.asarray(v))))
+        v = project(np.asarray(lin.A(jnp.asarray(v, lin.x.dtype))))
         terms.append(_norm(v) + REFERENCE_TOL * b_norm / sigma)
 
     steps = int(np.asarray(sol.steps))
