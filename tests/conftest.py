@@ -32,3 +32,44 @@ _QUIET = dict(
 settings.register_profile("ci", max_examples=8, **_QUIET)
 settings.register_profile("thorough", max_examples=500, **_QUIET)
 settings.load_profile(os.environ.get("ITERDIFF_HYPOTHESIS", "ci"))
+
+# Every compiled XLA executable keeps ~3 memory mappings of its machine code for as long as
+# JAX's in-memory caches hold it. A test worker that compiles tens of thousands of programs (the
+# generative conformance suite does) reaches the kernel's vm.max_map_count (65530 by default);
+# LLVM's JIT then cannot map the next program and the process aborts inside
+# `backend_compile_and_load` ("Fatal Python error: Aborted", no Python traceback). So after each
+# test, and after each example of a generative test, JAX's caches are dropped once the process
+# holds more than a third of that many mappings (suite_hygiene.py).
+import functools  # noqa: E402
+
+import pytest  # noqa: E402
+
+from suite_hygiene import release_compiled_programs  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    yield
+    release_compiled_programs()
+
+
+def _releasing(inner):
+    @functools.wraps(inner)
+    def run_example(*args, **kwargs):
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            release_compiled_programs()
+
+    run_example._releases = True
+    return run_example
+
+
+def pytest_collection_modifyitems(items):
+    """Wrap each hypothesis test's per-example body (``.hypothesis.inner_test``, the hook
+    hypothesis documents for plugins) so that one generative test cannot exhaust the
+    mappings either."""
+    for item in items:
+        handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+        if handle is not None and not getattr(handle.inner_test, "_releases", False):
+            handle.inner_test = _releasing(handle.inner_test)

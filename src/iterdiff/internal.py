@@ -1,11 +1,13 @@
 """What extensions of iterdiff may use that is not user API (the pattern of ``equinox.internal``).
 
 A new mode (a subclass of `iterdiff.AbstractMode`, see docs/extending.md) receives a
-`SolveContext`; what it builds its rule from is here:
+`SolveContext`; what it builds its rule from is here, with what other extensions use:
 
 * the context and the loop's types: `SolveContext`, `Carry` (a loop's state: ``steps``,
   ``iterate`` — an `Iterate` (x, F(x), solver state) —, ``residual``, ``aux``, ``observed``),
   `Rule` (the stopping rule), `Layout` and `Checkpoints` (the checkpointed loop kind);
+* for observers (new diagnostics, subclasses of `iterdiff.AbstractObserver`): `Records`, the
+  bounded, thinned record of per-step values the built-in traces keep;
 * tangent bookkeeping: `Live` (which leaves of (x0, params) carry a tangent), `is_zero`,
   `instantiate_tree`, `fill_zeros` and `ZERO` (a zero tangent in a `linear_call` derivative);
 * `linear_call` and `LinearMap`: a linear map with a hand-written transpose and derivative, as
@@ -29,6 +31,7 @@ from ._loop import Iterate as Iterate
 from ._loop import Layout as Layout
 from ._loop import Rule as Rule
 from ._modes import SolveContext as SolveContext
+from ._observe import Records as Records
 from ._tangents import ZERO as ZERO
 from ._tangents import Live as Live
 from ._tangents import fill_zeros as fill_zeros
@@ -45,6 +48,7 @@ __all__ = [
     "Layout",
     "LinearMap",
     "Live",
+    "Records",
     "Rule",
     "SolveContext",
     "ZERO",

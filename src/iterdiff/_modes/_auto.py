@@ -13,8 +13,12 @@ and picks, in this order (docs/theory.md §1):
    that ran is then the only honest one (the others assume a fixed point);
 1. ``OneStep()`` if ‖A‖ ≤ ``one_step_tol``: J^OS − J = −A J, so its relative error is at most
    ‖A‖, as small as the implicit solve's own tolerance, for one JVP of F;
-2. ``Implicit(LeastSquares())`` if σ_min(I − A) ≤ ``singular_rtol`` · σ_max(I − A): the
-   minimum-norm solution of the consistent singular system;
+2. ``Implicit(LeastSquares())`` if I − A is singular to working precision: σ_min(I − A) at
+   the rounding floor 10·√n·ε·max(1, ‖A‖) (below it (I − A)v is rounding noise for some unit
+   v, which the iteration leaves invariant), or ≤ ``singular_rtol`` · σ_max(I − A) when that
+   is given: the minimum-norm solution of the consistent singular system. A regular but
+   ill-conditioned system (cond 1e9 in float64) is not singular: GMRES solves it to its
+   backward error (`linear_solve._stats`);
 3. ``Implicit(GMRES())`` otherwise.
 
 The choice is a traced value and the derivative a `jax.lax.switch` over the four rules, so Auto
@@ -54,7 +58,9 @@ class Auto(AbstractMode):
     Arguments:
         one_step_tol: OneStep when ‖∂ₓF(x_K)‖₂ ≤ this (default: 1e-10 when x is float64,
             1e-5 otherwise — the default tolerance of the implicit linear solve).
-        singular_rtol: least squares when σ_min(I − ∂ₓF) ≤ this · σ_max(I − ∂ₓF).
+        singular_rtol: least squares when σ_min(I − ∂ₓF) ≤ this · σ_max(I − ∂ₓF); None
+            (default): when σ_min is at the rounding floor 10·√n·ε·max(1, ‖∂ₓF‖), i.e. I − ∂ₓF
+            is singular to working precision (never on conditioning alone).
         krylov_steps: most Golub–Kahan steps per measurement (exact when ≥ dim x; with fewer
             steps a nearly singular I − ∂ₓF can be taken for a regular one, and GMRES then
             reports its failure).
@@ -68,7 +74,7 @@ class Auto(AbstractMode):
     """
 
     one_step_tol: float | None = None
-    singular_rtol: float = 1e-8
+    singular_rtol: float | None = None
     krylov_steps: int = 32
     linear_solver: AbstractLinearSolver = GMRES()
     least_squares: AbstractLinearSolver = LeastSquares()
@@ -83,7 +89,8 @@ class Auto(AbstractMode):
     def __check_init__(self):
         if self.one_step_tol is not None:
             check_number("Auto", "one_step_tol", self.one_step_tol, low=0)
-        check_number("Auto", "singular_rtol", self.singular_rtol, low=0)
+        if self.singular_rtol is not None:
+            check_number("Auto", "singular_rtol", self.singular_rtol, low=0)
         check_int("Auto", "krylov_steps", self.krylov_steps, low=1)
         for name in ("linear_solver", "least_squares"):
             if not isinstance(getattr(self, name), AbstractLinearSolver):
@@ -112,7 +119,8 @@ class Auto(AbstractMode):
         def AT(w):
             return transpose(w)[0]
 
-        m = min(int(flat_x.shape[0]), self.krylov_steps)
+        n = int(flat_x.shape[0])
+        m = min(n, self.krylov_steps)
         v0 = tree.ravel(tree.random_direction(x, 0))[0].astype(flat_x.dtype)
         a_norm, _ = extreme_singular_values(A, AT, v0, m)
         s_max, s_min = extreme_singular_values(lambda v: v - A(v), lambda w: w - AT(w), v0, m)
@@ -126,7 +134,11 @@ class Auto(AbstractMode):
             jnp.where(
                 a_norm <= tol,
                 ONE_STEP,
-                jnp.where(s_min <= self.singular_rtol * s_max, LEAST_SQUARES, IMPLICIT),
+                jnp.where(
+                    s_min <= self._singular_floor(n, flat_x.dtype, a_norm, s_max),
+                    LEAST_SQUARES,
+                    IMPLICIT,
+                ),
             ),
         )
         return {
@@ -136,6 +148,13 @@ class Auto(AbstractMode):
             "sigma_min": s_min,
             "sigma_max": s_max,
         }
+
+    def _singular_floor(self, n: int, dtype, a_norm, s_max):
+        """σ_min below which I − ∂ₓF counts as singular (see ``singular_rtol``)."""
+        if self.singular_rtol is not None:
+            return self.singular_rtol * s_max
+        eps = float(jnp.finfo(dtype).eps)
+        return 10.0 * float(np.sqrt(max(n, 1))) * eps * jnp.maximum(1.0, a_norm)
 
     def run(self, ctx):
         """The forward loop, and the measurement at x_K when a derivative will be taken."""
@@ -191,7 +210,8 @@ class Auto(AbstractMode):
             why = f"‖∂ₓF(x_K)‖ = {a:.1e} ≈ 0: one step of F is exact to that factor"
         elif choice == LEAST_SQUARES:
             why = (
-                f"I − ∂ₓF is singular (σ_min/σ_max = {s_min / s_max:.1e}): minimum-norm "
+                f"I − ∂ₓF is singular to working precision (σ_min = {s_min:.1e}, at the "
+                f"rounding floor; σ_min/σ_max = {s_min / s_max:.1e}): minimum-norm "
                 "least squares; only readouts that do not see the null direction are unique"
             )
         else:

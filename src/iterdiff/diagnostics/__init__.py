@@ -14,9 +14,14 @@ from ._derivative_trace import DerivativeTrace as DerivativeTrace
 from ._estimates import ErrorEstimates as ErrorEstimates
 from ._estimates import derivative_error as derivative_error
 from ._estimates import error_estimates as error_estimates
+from ._finite_differences import FiniteDifferences as FiniteDifferences
 from ._rates import fit_rate as fit_rate
 from ._warnings import DerivativeDivergenceWarning as DerivativeDivergenceWarning
+from ._warnings import DisagreementWarning as DisagreementWarning
+from ._warnings import GradientCheckWarning as GradientCheckWarning
 from ._warnings import IllConditionedWarning as IllConditionedWarning
+from ._warnings import KinkWarning as KinkWarning
+from ._warnings import LinearSolveWarning as LinearSolveWarning
 from ._warnings import NotContractiveWarning as NotContractiveWarning
 from ._warnings import NotConvergedWarning as NotConvergedWarning
 from ._warnings import OneStepWarning as OneStepWarning

@@ -8,6 +8,7 @@ x̄ (‖x_K − x̄‖ ≤ r/(1 − ρ)), and how well conditioned the implicit 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from .._options import check_int
@@ -16,7 +17,16 @@ from ._krylov import arnoldi_ritz_values, golub_kahan
 from ._linearize import Linearization, linearize
 
 DEFAULT_KRYLOV_DIM = 200
-SINGULAR_RTOL = 1e-8  # σ_min(I − A) ≤ SINGULAR_RTOL · σ_max(I − A): a singular direction
+ROUNDING_SAFETY = 10.0  # of the rounding floor below which (I − A)v counts as zero
+
+
+def rounding_floor(n: int, dtype, a_norm: float) -> float:
+    """The size of ‖(I − A)v‖ for a unit v that rounding alone explains: 10·√n·ε·max(1, ‖A‖)
+    (the matvec v − Av of n-vectors rounds at ε·(‖v‖ + ‖Av‖) per entry, √n accumulated).
+    Below it, v is a null vector to working precision; above it, I − A is regular, however
+    ill-conditioned (cond 1e9 in float64 is far above: 1e-9 ≫ 10·√n·2.2e-16)."""
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    return ROUNDING_SAFETY * float(np.sqrt(max(n, 1))) * eps * max(1.0, float(a_norm))
 
 
 class Contraction(NamedTuple):
@@ -28,8 +38,13 @@ class Contraction(NamedTuple):
         sigma_min: smallest singular value of I − ∂ₓF (0: singular implicit system).
         sigma_max: largest singular value of I − ∂ₓF.
         condition: σ_max / σ_min of I − ∂ₓF (inf when singular).
-        null_vector: where I − ∂ₓF is singular (σ_min ≤ 1e-8 σ_max), the unit vector v with
-            (I − ∂ₓF) v ≈ 0, as a pytree like x (e.g. the constant gauge of Sinkhorn); else None.
+        null_vector: where I − ∂ₓF is singular, the unit vector v with (I − ∂ₓF) v = 0 to
+            working precision, as a pytree like x (e.g. the constant gauge of Sinkhorn); else
+            None. Singular is decided on evidence, not on the condition number: the candidate
+            singular vector v of the smallest Ritz value must be left invariant by one step of
+            the linearised iteration, ‖v − ∂ₓF v‖ (measured directly, one JVP) below the
+            rounding floor 10·√n·ε·max(1, ‖∂ₓF‖) (`rounding_floor`). An ill-conditioned
+            regular system (cond 1e9 in float64) is therefore not singular.
         sigma_min_off_null: the smallest singular value of I − ∂ₓF on the complement of the
             null vector (equal to sigma_min when there is none): what bounds errors modulo the
             singular direction.
@@ -129,13 +144,18 @@ def contraction_of(lin: Linearization, krylov_dim: int, seed: int) -> Contractio
     m = golub_kahan(lambda v: v - lin.A(v), lambda w: w - lin.AT(w), v0, krylov_dim)
     ritz = arnoldi_ritz_values(lin.A, v0, krylov_dim)
     s_max, s_min = float(m.values[0]), float(m.values[-1])
+    a_norm = float(a.values[0])
+    floor = rounding_floor(lin.n, lin.x.dtype, a_norm)
     null, s_off = None, s_min
-    if s_min <= SINGULAR_RTOL * max(s_max, 1.0):
-        null = lin.unflatten(np.asarray(m.right[:, -1]))
-        above = m.values[m.values > SINGULAR_RTOL * max(s_max, 1.0)]
-        s_off = float(above[-1]) if above.size else 0.0
+    if s_min <= floor:  # a candidate: is it left invariant by the iteration?
+        v = np.asarray(m.right[:, -1])
+        invariance = float(np.linalg.norm(v - np.asarray(lin.A(jnp.asarray(v)))))
+        if invariance <= floor:
+            null = lin.unflatten(v)
+            above = m.values[m.values > floor]
+            s_off = float(above[-1]) if above.size else 0.0
     return Contraction(
-        operator_norm=float(a.values[0]),
+        operator_norm=a_norm,
         spectral_radius=float(np.max(np.abs(ritz))),
         sigma_min=s_min,
         sigma_max=s_max,

@@ -6,11 +6,16 @@ which no readout that is invariant to it can see). Notation: A = ∂ₓF, B = �
 point x_K, r = F(x_K) − x_K, σ = σ_min(I − A), ẋ^ID = (I − A)⁻¹ B θ̇.
 
 * forward error ‖x_K − x̄‖ ≈ ‖r‖/σ (≤ ‖r‖/(1 − ρ) for a contraction; exact bound for affine F).
-* Implicit: ‖ẋ^ID(x_K + d) − ẋ^ID(x_K)‖ + τ‖Bθ̇‖/σ, where d = (I − A)⁻¹ r ≈ x̄ − x_K is the
-  Newton correction (the first-order effect of differentiating at x_K instead of x̄) and τ the
-  relative tolerance of the mode's linear solver.
+* Implicit: ‖ẋ^ID(x_K + d) − ẋ^ID(x_K)‖ + max(τ, ρ_s)‖Bθ̇‖/σ, where d = (I − A)⁻¹ r ≈ x̄ − x_K
+  is the Newton correction (the first-order effect of differentiating at x_K instead of x̄),
+  τ the relative tolerance of the mode's linear solver and ρ_s the relative residual its solve
+  of (I − A) v = Bθ̇ actually reached. That solve is the one the mode makes (its own
+  ``linear_solver``, GMRES for modes without one), run here with its verdict: when the verdict
+  is a failure the mode's derivative is NaN (or an error), and so the estimate is inf, with
+  the reason in ``implicit_solve`` and a `LinearSolveWarning`.
 * Truncated(k), OneStep (k = 1): J_k − J^ID = −Aᵏ J^ID at the same point, so the error is
-  ‖Aᵏ ẋ^ID‖ plus the implicit estimate (k JVPs). For gradient descent this is the
+  ‖Aᵏ ẋ^ID‖ plus the error of the reference ẋ^ID (k JVPs; ẋ^ID from a dense or 1e-12 solve,
+  which these modes do not depend on: a failure of Implicit's solve does not make them inf). For gradient descent this is the
   (ηH − I)J of docs/theory.md §1; for Newton, A(x̄) = 0 and it vanishes.
 * Unrolled: with a `DerivativeTrace` in ``sol.stats`` (Picard solver), the geometric tail
   ‖ẋ_{K+1} − ẋ_K‖/(1 − q) with q the fitted derivative rate (or ‖A‖ if no fit); without one,
@@ -26,11 +31,14 @@ derivative has entered its linear regime (it cannot foresee a later change of th
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._options import check_int
+from .._solution import RESULTS
+from ..linear_solve import GMRES, AbstractLinearSolver
 from . import _flat
 from ._contraction import DEFAULT_KRYLOV_DIM, Contraction, contraction_of
 from ._linearize import linearize
@@ -53,6 +61,10 @@ class ErrorEstimates(NamedTuple):
         truncated_errors: ‖Aʲ ẋ^ID‖ for j = 1..max_k (see `truncated`).
         steps: K, the forward steps of the Solution.
         mode: the estimate for the Solution's own mode (NaN if it has none we know).
+        implicit_solve: the `LinearSolveStats` of Implicit's own solve of (I − A) v = Bθ̇
+            (verdict, backward error, achieved forward accuracy); inf ``implicit`` when it
+            failed (``RESULTS.describe(implicit_solve.result)`` says why).
+        reference_error: the error of the reference ẋ^ID the other estimates are built on.
     """
 
     contraction: Contraction
@@ -63,6 +75,8 @@ class ErrorEstimates(NamedTuple):
     truncated_errors: tuple
     steps: int
     mode: float
+    implicit_solve: Any = None
+    reference_error: float = float("nan")
 
     @property
     def one_step(self) -> float:
@@ -78,10 +92,11 @@ class ErrorEstimates(NamedTuple):
         """Estimated error of `Truncated(k)`: ‖Aᵏ ẋ^ID‖ + the implicit estimate (k ≤ max_k;
         beyond it ρ^{k − max_k} times the last computed term)."""
         terms = self.truncated_errors
+        base = self.implicit if np.isnan(self.reference_error) else self.reference_error
         if k <= len(terms):
-            return terms[k - 1] + self.implicit
+            return terms[k - 1] + base
         rho = self.contraction.operator_norm
-        return terms[-1] * rho ** (k - len(terms)) + self.implicit
+        return terms[-1] * rho ** (k - len(terms)) + base
 
 
 def error_estimates(
@@ -130,23 +145,40 @@ def error_estimates(
     solve = _solver(lin)
     tangent = project(solve(b))
     d = solve(r)
-    shifted = linearize(F, lin.unflatten(lin.x + d), theta)
+    shifted = linearize(F, lin.unflatten(lin.x + jnp.asarray(d, lin.x.dtype)), theta)
     tangent_shifted = project(_solver(shifted)(shifted.B(theta_dot)))
-    tau = _linear_tol(sol.mode, linear_tol, lin.x.dtype)
+    mode = rule_used(sol)
+    tau = _linear_tol(mode, linear_tol, lin.x.dtype)
     b_norm = _norm(b)
-    implicit = _norm(tangent_shifted - tangent) + (tau + 2 * REFERENCE_TOL) * b_norm / sigma
+    shift = _norm(tangent_shifted - tangent)
+    reference = shift + (tau + 2 * REFERENCE_TOL) * b_norm / sigma
+    stats = _mode_solve(mode, F, x, theta, b, linear_tol)
+    solved = int(np.asarray(stats.result)) == RESULTS.successful
+    reached = float(np.asarray(stats.residual))
+    implicit = (
+        shift + (max(tau, reached) + 2 * REFERENCE_TOL) * b_norm / sigma if solved else float("inf")
+    )
 
     terms, v = [], tangent
     for _ in range(max_k):
-        v = project(np.asarray(lin.A(jnp.asarray(v))))
+        v = project(np.asarray(lin.A(jnp.asarray(v, lin.x.dtype))))
         terms.append(_norm(v) + REFERENCE_TOL * b_norm / sigma)
 
     steps = int(np.asarray(sol.steps))
-    unrolled = _unrolled(sol, c, steps, _norm(tangent), implicit)
+    unrolled = _unrolled(sol, c, steps, _norm(tangent), reference)
     estimates = ErrorEstimates(
-        c, forward, _norm(tangent), implicit, unrolled, tuple(terms), steps, float("nan")
+        c,
+        forward,
+        _norm(tangent),
+        implicit,
+        unrolled,
+        tuple(terms),
+        steps,
+        float("nan"),
+        stats,
+        reference,
     )
-    estimates = estimates._replace(mode=estimates.for_mode(rule_used(sol)))
+    estimates = estimates._replace(mode=estimates.for_mode(mode))
     if warn:
         warn_about(sol, estimates)
     return estimates
@@ -167,7 +199,7 @@ def derivative_error(sol, F: Callable, theta, **kwargs) -> float:
     return error_estimates(sol, F, theta, **kwargs).mode
 
 
-def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, implicit: float) -> float:
+def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, reference: float) -> float:
     record = trace_record(sol)
     if record is not None:
         if bool(np.asarray(record["diverging"])):
@@ -183,8 +215,38 @@ def _unrolled(sol, c: Contraction, steps: int, tangent_norm: float, implicit: fl
     if c.null_vector is not None or rho >= 1:
         return float("inf")
     # −Aᴷ J from ẋ_0 = 0, plus Σ_k A^{K−k}(B_k − B): about K ρ^{K−1} L ‖x_0 − x̄‖, where
-    # ρᴷ‖x_0 − x̄‖ ≈ ‖x_K − x̄‖ and L‖x_K − x̄‖ ≈ the implicit estimate.
-    return rho**steps * tangent_norm + (steps + 1) * implicit / max(rho, 1e-3)
+    # ρᴷ‖x_0 − x̄‖ ≈ ‖x_K − x̄‖ and L‖x_K − x̄‖ ≈ the reference's first-order error.
+    return rho**steps * tangent_norm + (steps + 1) * reference / max(rho, 1e-3)
+
+
+def _mode_solve(mode, F, x, theta, b, linear_tol):
+    """The `LinearSolveStats` of the solve (I − ∂ₓF) v = b that Implicit makes: with the mode's
+    own ``linear_solver`` (an `Implicit`, or the rule an `Auto` chose), else with GMRES at
+    ``linear_tol`` (None: the dtype's default)."""
+    solver = getattr(mode, "linear_solver", None)
+    if not isinstance(solver, AbstractLinearSolver):
+        solver = GMRES(tol=linear_tol)
+    elif linear_tol is not None and hasattr(solver, "tol"):
+        solver = eqx.tree_at(lambda s: s.tol, solver, float(linear_tol), is_leaf=_is_none)
+    return _implicit_solve_stats(solver, F, x, theta, jnp.asarray(b))
+
+
+@eqx.filter_jit
+def _implicit_solve_stats(solver, F, x, theta, b):
+    """One compiled program per (solver, F, shapes): repeated diagnostics reuse it."""
+    flat_x, unflatten = _flat.flatten(x)
+
+    def flat_F(v):
+        return _flat.flatten(F(unflatten(v), theta), flat_x.dtype)[0]
+
+    def matvec(v):
+        return v - jax.jvp(flat_F, (flat_x,), (v,))[1]
+
+    return solver.solve(matvec, b)[1]
+
+
+def _is_none(value) -> bool:
+    return value is None
 
 
 def _linear_tol(mode, linear_tol, dtype) -> float:

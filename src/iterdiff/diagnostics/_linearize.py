@@ -1,8 +1,10 @@
 """∂ₓF and ∂_θF at one point as flat, matrix-free linear maps (JVPs and VJPs only)."""
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 from jax import Array
 
@@ -31,21 +33,43 @@ class Linearization(NamedTuple):
 
 
 def linearize(F: Callable, x, theta) -> Linearization:
-    """Linearize ``x ↦ F(x, θ)`` at x and ``θ ↦ F(x, θ)`` at θ (F's output must match x)."""
+    """Linearize ``x ↦ F(x, θ)`` at x and ``θ ↦ F(x, θ)`` at θ (F's output must match x).
+
+    The maps are compiled once per (F, shapes) and reused by later calls at other points."""
     flat_x, unflatten = _flat.flatten(x)
-
-    def flat_F(v):
-        return _flat.flatten(F(unflatten(v), theta), flat_x.dtype)[0]
-
-    fx, a_vjp = jax.vjp(flat_F, flat_x)
-    a_jvp = jax.jit(jax.linearize(flat_F, flat_x)[1])
-    a_vjp = jax.jit(a_vjp)
-
-    @jax.jit
-    def b_jvp(theta_dot):
-        out = jax.jvp(lambda t: F(x, t), (theta,), (theta_dot,))[1]
-        return _flat.flatten(out, flat_x.dtype)[0]
-
+    fx = _flat_F(F, x, theta, flat_x)
     return Linearization(
-        int(flat_x.shape[0]), flat_x, fx, a_jvp, lambda w: a_vjp(w)[0], b_jvp, unflatten
+        int(flat_x.shape[0]),
+        flat_x,
+        fx,
+        functools.partial(_a_jvp, F, x, theta),
+        functools.partial(_a_vjp, F, x, theta),
+        functools.partial(_b_jvp, F, x, theta),
+        unflatten,
     )
+
+
+@eqx.filter_jit
+def _flat_F(F, x, theta, flat_v):
+    """F(v, θ) flattened, for v the flat vector of a point shaped like x."""
+    flat_x, unflatten = _flat.flatten(x)
+    return _flat.flatten(F(unflatten(flat_v), theta), flat_x.dtype)[0]
+
+
+@eqx.filter_jit
+def _a_jvp(F, x, theta, v):
+    flat_x = _flat.flatten(x)[0]
+    return jax.jvp(lambda u: _flat_F(F, x, theta, u), (flat_x,), (v,))[1]
+
+
+@eqx.filter_jit
+def _a_vjp(F, x, theta, w):
+    flat_x = _flat.flatten(x)[0]
+    return jax.vjp(lambda u: _flat_F(F, x, theta, u), flat_x)[1](w)[0]
+
+
+@eqx.filter_jit
+def _b_jvp(F, x, theta, theta_dot):
+    flat_x = _flat.flatten(x)[0]
+    out = jax.jvp(lambda t: F(x, t), (theta,), (theta_dot,))[1]
+    return _flat.flatten(out, flat_x.dtype)[0]

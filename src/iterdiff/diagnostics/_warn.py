@@ -4,10 +4,12 @@ import warnings
 
 import numpy as np
 
+from .._solution import RESULTS
 from ._records import rule_used, trace_record
 from ._warnings import (
     DerivativeDivergenceWarning,
     IllConditionedWarning,
+    LinearSolveWarning,
     NotContractiveWarning,
     NotConvergedWarning,
     OneStepWarning,
@@ -52,6 +54,17 @@ def warn_about(sol, est, *, stacklevel: int = 3) -> list:
             "does not converge and the forward error bound r/(1 − ρ) does not hold. Damp the "
             "map (Picard(damping=...)) or check the step size.",
         )
+    elif c.operator_norm > 1 + 1e-12 and not c.singular:
+        warn(
+            NotContractiveWarning,
+            f"‖∂ₓF‖₂ = {c.operator_norm:.4g} > 1 at the solution although ρ(∂ₓF) = "
+            f"{c.spectral_radius:.4g} < 1: Assumption A (on the norm) fails. The iterates and "
+            "the unrolled derivatives still converge asymptotically at the rate ρ, but they "
+            f"can grow transiently by up to ‖∂ₓF‖ᵏ = {c.operator_norm:.3g}ᵏ over k steps "
+            "(non-normal ∂ₓF), the forward error bound r/(1 − ‖∂ₓF‖) does not hold and the "
+            "a-priori Unrolled estimate is inf. Implicit() is unaffected; a DerivativeTrace "
+            "measures the actual Unrolled error.",
+        )
     if c.singular or c.condition > ILL_CONDITIONED:
         what = (
             "singular (a gauge direction)" if c.singular else f"ill-conditioned ({c.condition:.1e})"
@@ -62,6 +75,14 @@ def warn_about(sol, est, *, stacklevel: int = 3) -> list:
             "along its null vector, or amplifies errors by cond(I − ∂ₓF). Use "
             "Implicit(linear_solver=LeastSquares()) with a readout that does not see the "
             "null direction, or mode=Unrolled().",
+        )
+    stats = getattr(est, "implicit_solve", None)
+    if stats is not None and int(np.asarray(stats.result)) != RESULTS.successful:
+        warn(
+            LinearSolveWarning,
+            "the implicit derivative's linear solve (I − ∂ₓF) v = B θ̇ failed, so Implicit "
+            "gives NaN (or raises) here and its error estimate is inf: "
+            f"{RESULTS.describe(int(np.asarray(stats.result)))}",
         )
     mode = rule_used(sol)
     k = mode.differentiated_steps()

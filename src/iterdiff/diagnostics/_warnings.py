@@ -36,3 +36,25 @@ class OneStepWarning(TrustWarning):
 class DerivativeDivergenceWarning(TrustWarning):
     """The piggyback derivatives J_k grow while the iterates converge (nonsmooth F with
     switching kink selections, e.g. heavy ball): the unrolled derivative is meaningless."""
+
+
+class LinearSolveWarning(TrustWarning):
+    """The linear solve of the implicit derivative, (I − ∂ₓF) v = B θ̇, failed its verdict
+    (not converged, singular or unresolvably ill-conditioned, inconsistent): the Implicit
+    derivative is NaN (or raises), and its error estimate is inf."""
+
+
+class GradientCheckWarning(TrustWarning):
+    """`check_gradients` could not confirm a row: no finite-difference reference, or a
+    derivative that is NaN for a reason no other warning gave."""
+
+
+class DisagreementWarning(GradientCheckWarning):
+    """`check_gradients`: a mode's derivative differs from the finite-difference derivative by
+    more than its stated error allows (a wrong custom derivative rule inside F, or an error
+    estimate that does not hold)."""
+
+
+class KinkWarning(GradientCheckWarning):
+    """`check_gradients`: the one-sided finite differences disagree: x̄(θ) (or the readout) has
+    a kink at θ along θ̇, so no derivative exists there and smooth comparisons are undefined."""

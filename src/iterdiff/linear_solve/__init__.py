@@ -2,9 +2,11 @@
 
 Every solver is matrix-free unless its name says dense, works on any pytree b of float32/float64
 arrays (each leaf keeps its dtype), and returns ``(x, LinearSolveStats)``. Success always means
-the *true* relative residual ‖b − Mx‖₂ ≤ tol · ‖b‖₂, recomputed at the end, and a solution
-that passes the conditioning checks of `_stats` (otherwise `linear_ill_conditioned`). A failure
-says why through its `iterdiff.RESULTS` code.
+a *true* backward error ‖b − Mx‖₂ ≤ tol · (‖M‖·‖x‖₂ + ‖b‖₂) (residual recomputed at the end, ‖M‖
+estimated from below; this contains ‖b − Mx‖₂ ≤ tol · ‖b‖₂ and also accepts the backward-stable
+answer of a regular but ill-conditioned system) and a solution that passes the conditioning
+checks of `_stats` (otherwise `linear_ill_conditioned`); the stats report the backward error
+and the achieved forward accuracy. A failure says why through its `iterdiff.RESULTS` code.
 
 ``tol=None`` picks a precision-aware default from the least precise leaf of b: 1e-10 in float64,
 1e-5 in float32 (the anchors' 1e-5 default in float64 loses four digits of the derivative; see

@@ -21,7 +21,7 @@ from jax import Array
 
 from .. import _tree as tree
 from .._options import check_int, check_number
-from ._stats import LinearSolveStats, default_tol, verdict
+from ._stats import LinearSolveStats, default_tol, operator_norm_estimate, verdict
 
 Matvec = Callable[[Any], Any]
 
@@ -39,12 +39,16 @@ class Attempt(NamedTuple):
             the residual misses tol.
         residual: b − Mx when the solver already has it exactly (it then saves the base class a
             matvec), else None.
+        operator_norm: a lower bound on ‖M‖₂ from the solver's own process (a dense
+            solver's matrix, a Krylov recurrence), else None: the base class then estimates it
+            with two power-iteration matvecs (`_stats.operator_norm_estimate`).
     """
 
     x: Any
     steps: Any
     breakdown: Any = False
     residual: Any = None
+    operator_norm: Any = None
 
 
 def _number(value):
@@ -87,8 +91,9 @@ class AbstractLinearSolver(eqx.Module):
     the outcome with a `RESULTS` code (docs/extending.md, "A new linear solver").
 
     Arguments:
-        tol: the relative residual ‖b − Mx‖/‖b‖ to reach, in (0, 1); None picks 1e-10 in
-            float64 and 1e-5 in float32 (`default_tol`). Declared here for every solver.
+        tol: the normwise backward error η = ‖b − Mx‖/(‖M‖‖x‖ + ‖b‖) to reach, in (0, 1);
+            None picks 1e-10 in float64 and 1e-5 in float32 (`default_tol`). Declared here for
+            every solver. (For a well-conditioned M, η ≈ the relative residual ‖b − Mx‖/‖b‖.)
 
     Class attributes (traits a subclass sets when they hold):
 
@@ -114,7 +119,7 @@ class AbstractLinearSolver(eqx.Module):
                 self.tol,
                 low=0.0,
                 high=1.0,
-                hint=" It is the relative residual ‖b − Mx‖/‖b‖ to reach; None picks 1e-10 in "
+                hint=" It is the backward error ‖b − Mx‖/(‖M‖‖x‖ + ‖b‖) to reach; None picks 1e-10 in "
                 "float64 and 1e-5 in float32.",
             )
 
@@ -167,7 +172,9 @@ class AbstractLinearSolver(eqx.Module):
         _check_rhs(type(self).__name__, b)
         if not tree.leaves(b):
             zero = jnp.zeros((), jnp.float32)
-            return b, LinearSolveStats(zero, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+            return b, LinearSolveStats(
+                zero, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), zero, zero
+            )
         least = tree.least_precise_dtype(b)
         tol = default_tol(least) if self.tol is None else self.tol
         norm_b = tree.two_norm(b)
@@ -185,25 +192,37 @@ class AbstractLinearSolver(eqx.Module):
         growth = norm_x / jnp.where(usable, norm_unit_b, 1)
         probe = least_squares_probe if self.minimum_norm else minimal_residual_probe
         correction, inconsistent = probe(matvec, unit_b, r)
+        norm_m = (
+            operator_norm_estimate(matvec, unit_b)
+            if attempt.operator_norm is None
+            else jnp.asarray(attempt.operator_norm)
+        )
+        backward = _safe_div(tree.two_norm(r), norm_m * norm_x + norm_unit_b)
+        correction = _safe_div(correction, norm_x)
+        forward = jnp.maximum(norm_m * growth * backward, correction)
         finite_output = tree.all_finite(x) & jnp.isfinite(residual)
         result = verdict(
             finite_input=finite_input,
             zero_input=finite_input & (norm_b == 0),
             finite_output=finite_output,
-            residual=residual,
+            backward_error=backward,
             tol=tol,
             growth=growth,
             eps=float(jnp.finfo(least).eps),
-            correction=_safe_div(correction, norm_x),
+            forward_error=forward,
             breakdown=jnp.asarray(attempt.breakdown, bool),
             inconsistent=inconsistent,
+            direct=self.dense,
         )
         x = tree.scale_wide(scale, x)
         x = tree.where(finite_input, x, tree.full_like(x, jnp.nan))
         # (typed fill values: two Python numbers would make a float64 array under vmap)
         fill = jnp.where(finite_input, jnp.zeros_like(residual), jnp.full_like(residual, jnp.nan))
         residual = jnp.where(usable, residual, fill)
-        return x, LinearSolveStats(residual, jnp.asarray(attempt.steps, jnp.int32), result)
+        backward = jnp.where(usable, backward, fill.astype(backward.dtype))
+        forward = jnp.where(usable, forward, fill.astype(forward.dtype))
+        steps = jnp.asarray(attempt.steps, jnp.int32)
+        return x, LinearSolveStats(residual, steps, result, backward, forward)
 
 
 def minimal_residual_probe(matvec: Matvec, b, r) -> tuple[Array, Array]:
@@ -242,7 +261,10 @@ def restarted(matvec: Matvec, b, tol: float, max_steps: int, sweep, *, exact_res
     """The restart loop of an iterative solver: run sweeps from x = 0 until the true residual
     meets tol·‖b‖, restarting each from the current x with its true residual (this repairs the
     drift of a recursive residual). Stops at max_steps matvecs, on a breakdown, on a non-finite
-    residual, or when a sweep makes no step.
+    residual, when a sweep makes no step, or when the solve has reached its rounding floor: the
+    backward error η = ‖r‖/(‖M‖‖x‖ + ‖b‖) meets tol (‖M‖ from `_stats.operator_norm_estimate`,
+    two matvecs) and the last sweep did not halve the true residual — an ill-conditioned system
+    whose residual cannot reach tol·‖b‖ in this precision (see `_stats`).
 
     The true residual after a sweep costs one matvec, counted when a restart uses it (the last
     one is the final check, returned in the Attempt).
@@ -258,29 +280,40 @@ def restarted(matvec: Matvec, b, tol: float, max_steps: int, sweep, *, exact_res
         exact_residual: the sweep's r is already the true residual (no extra matvec).
 
     Returns:
-        An `Attempt` with the true residual.
+        An `Attempt` with the true residual and the ‖M‖ estimate.
     """
-    target = tol * tree.two_norm(b)
+    norm_b = tree.two_norm(b)
+    target = tol * norm_b
     restart_cost = 0 if exact_residual else 1
+    norm_m = operator_norm_estimate(matvec, b)
 
     def cost(sweeps):
         return jnp.where(sweeps > 0, restart_cost, 0).astype(jnp.int32)
 
     def cond(state):
-        _, r, steps, sweeps, stop, _ = state
+        x, r, steps, sweeps, stop, _, previous = state
         norm_r = tree.two_norm(r)
-        return (norm_r > target) & jnp.isfinite(norm_r) & ~stop & (steps + cost(sweeps) < max_steps)
+        floor = (norm_r <= tol * (norm_m * tree.two_norm(x) + norm_b)) & (2 * norm_r > previous)
+        return (
+            (norm_r > target)
+            & jnp.isfinite(norm_r)
+            & ~stop
+            & ~floor
+            & (steps + cost(sweeps) < max_steps)
+        )
 
     def body(state):
-        x, r, steps, sweeps, _, _ = state
+        x, r, steps, sweeps, _, _, _ = state
+        previous = tree.two_norm(r)
         x, r, used, broke = sweep(x, r, target, max_steps - steps - cost(sweeps))
         if not exact_residual:
             r = tree.sub(b, matvec(x))
         used = jnp.asarray(used, jnp.int32)
-        return x, r, steps + used + cost(sweeps), sweeps + 1, broke | (used == 0), broke
+        stop = broke | (used == 0)
+        return x, r, steps + used + cost(sweeps), sweeps + 1, stop, broke, previous
 
     zero = jnp.zeros((), jnp.int32)
     no = jnp.zeros((), bool)
-    init = (tree.zeros_like(b), b, zero, zero, no, no)
-    x, r, steps, _, _, broke = jax.lax.while_loop(cond, body, init)
-    return Attempt(x, steps, broke, r)
+    init = (tree.zeros_like(b), b, zero, zero, no, no, jnp.full_like(norm_b, jnp.inf))
+    x, r, steps, _, _, broke, _ = jax.lax.while_loop(cond, body, init)
+    return Attempt(x, steps, broke, r, operator_norm=norm_m)

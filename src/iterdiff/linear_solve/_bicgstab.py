@@ -16,7 +16,8 @@ class BiCGStab(AbstractLinearSolver):
     caller.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs (two per step).
     """
 

@@ -15,7 +15,8 @@ class CG(AbstractLinearSolver):
     stops the solve as a breakdown.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs.
     """
 

@@ -7,6 +7,7 @@ from .. import _tree as tree
 from .._options import check_number
 from ._base import AbstractLinearSolver, Attempt
 from ._materialize import materialize
+from ._stats import dense_norm
 
 
 def _rcond(value):
@@ -23,7 +24,7 @@ class DenseLeastSquares(AbstractLinearSolver):
     `linear_inconsistent`, since no derivative satisfies the implicit equation then.
 
     Arguments:
-        tol: relative residual the result must meet, in (0, 1); None: 1e-10 (float64),
+        tol: normwise backward error the result must meet, in (0, 1); None: 1e-10 (float64),
             1e-5 (float32).
         rcond: singular values below rcond·σ_max count as zero, in [0, 1); None: ε·n.
     """
@@ -34,10 +35,12 @@ class DenseLeastSquares(AbstractLinearSolver):
     minimum_norm = True
 
     def prepare(self, matvec, b):
-        """The materialised matrix (n matvecs)."""
-        return materialize(matvec, b)[0]
+        """The materialised matrix (n matvecs) and a lower bound on its norm."""
+        matrix = materialize(matvec, b)[0]
+        return matrix, dense_norm(matrix)
 
     def solve_unit(self, state, matvec, b, tol) -> Attempt:
+        matrix, norm = state
         vec, unravel = tree.ravel(b)
-        x = unravel(jnp.linalg.lstsq(state, vec, rcond=self.rcond)[0])
-        return Attempt(x, vec.shape[0])
+        x = unravel(jnp.linalg.lstsq(matrix, vec, rcond=self.rcond)[0])
+        return Attempt(x, vec.shape[0], operator_norm=norm)

@@ -17,7 +17,8 @@ class GMRES(AbstractLinearSolver):
     the solve as a breakdown. Saad & Schultz, SISSC 1986.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs (Arnoldi steps plus one per restart).
         restart: the Krylov dimension m of a cycle.
     """

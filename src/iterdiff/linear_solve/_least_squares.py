@@ -23,7 +23,8 @@ class LeastSquares(AbstractLinearSolver):
     Björck, Numerical Methods for Least Squares Problems (1996), §7.4.
 
     Arguments:
-        tol: relative residual to reach, in (0, 1); None: 1e-10 (float64), 1e-5 (float32).
+        tol: normwise backward error to reach, in (0, 1) (`AbstractLinearSolver`); None: 1e-10
+            (float64), 1e-5 (float32).
         max_steps: the most matvecs (transposed ones included).
     """
 
