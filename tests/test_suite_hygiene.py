@@ -5,6 +5,8 @@ them. If either stops holding, the guard is void and long runs abort again."""
 import jax
 import jax.numpy as jnp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suite_hygiene import MAP_LIMIT, mapping_count, release_compiled_programs
 
@@ -36,3 +38,11 @@ def test_compiled_programs_hold_mappings_until_caches_are_cleared():
 
 def test_release_is_a_no_op_below_the_threshold():
     assert not release_compiled_programs(fraction=1.0)
+
+
+@given(st.integers(0, 3))
+def test_each_generative_example_runs_under_the_release(_):
+    """conftest.py wraps every hypothesis test's per-example body (`inner_test`), so that one
+    generative test compiling thousands of programs stays within the limit too."""
+    body = test_each_generative_example_runs_under_the_release.hypothesis.inner_test
+    assert getattr(body, "_releases", False)
