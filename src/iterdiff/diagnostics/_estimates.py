@@ -41,7 +41,7 @@ from .._solution import RESULTS
 from ..linear_solve import GMRES, AbstractLinearSolver
 from . import _flat
 from ._contraction import DEFAULT_KRYLOV_DIM, Contraction, contraction_of
-from ._linearize import linearize
+from ._linearize import a_jvp, linearize
 from ._records import rule_used, trace_record
 from ._warn import warn_about
 
@@ -234,13 +234,9 @@ def _mode_solve(mode, F, x, theta, b, linear_tol):
 @eqx.filter_jit
 def _implicit_solve_stats(solver, F, x, theta, b):
     """One compiled program per (solver, F, shapes): repeated diagnostics reuse it."""
-    flat_x, unflatten = _flat.flatten(x)
-
-    def flat_F(v):
-        return _flat.flatten(F(unflatten(v), theta), flat_x.dtype)[0]
 
     def matvec(v):
-        return v - jax.jvp(flat_F, (flat_x,), (v,))[1]
+        return v - a_jvp(F, x, theta, v)
 
     return solver.solve(matvec, b)[1]
 

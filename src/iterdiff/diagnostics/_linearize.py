@@ -42,7 +42,7 @@ def linearize(F: Callable, x, theta) -> Linearization:
         int(flat_x.shape[0]),
         flat_x,
         fx,
-        functools.partial(_a_jvp, F, x, theta),
+        functools.partial(a_jvp, F, x, theta),
         functools.partial(_a_vjp, F, x, theta),
         functools.partial(_b_jvp, F, x, theta),
         unflatten,
@@ -57,7 +57,8 @@ def _flat_F(F, x, theta, flat_v):
 
 
 @eqx.filter_jit
-def _a_jvp(F, x, theta, v):
+def a_jvp(F, x, theta, v):
+    """∂ₓF(x, θ) v in flat coordinates of x (compiled once per F and shapes)."""
     flat_x = _flat.flatten(x)[0]
     return jax.jvp(lambda u: _flat_F(F, x, theta, u), (flat_x,), (v,))[1]
 
